@@ -1,0 +1,16 @@
+# serhpo: speech emotion recognition with pretrained models and hyper-parameter optimisation.
+# The stages live in workflow/rules/; the logic in the serhpo package (workflow/serhpo/).
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    input:
+        manifests=expand(rules.prepare_corpus.output.manifest, corpus=CORPORA),
+        splits=expand(rules.split_corpus.output.split, corpus=CORPORA),
+    default_target: True

@@ -1,0 +1,66 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from serhpo.config import deep_merge, load_config, load_schema, validate_config, with_defaults
+from serhpo.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, name: str, data: dict) -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_the_shipped_config_and_demo_are_valid() -> None:
+    config = load_config([REPO / "config.yaml", REPO / "profiles/demo/demo-config.yaml"])
+    assert config["corpora"]["emodb"]["source"] == "synthetic"
+    assert config["corpora"]["ravdess"]["label_map"] == {"calm": "neutral", "surprised": None}
+    # Defaults from the schema fill every corpus entry.
+    assert config["corpora"]["cremad"]["expect_count"] == "official"
+    assert config["split"]["strategy"] == "speaker"
+
+
+def test_every_schema_key_has_a_description_and_default() -> None:
+    def walk(node: dict, path: str) -> list[str]:
+        missing = []
+        for key, sub in node.get("properties", {}).items():
+            where = f"{path}.{key}".lstrip(".")
+            if "description" not in sub:
+                missing.append(f"{where}: description")
+            if "default" not in sub and key not in node.get("required", []):
+                missing.append(f"{where}: default")
+            missing += walk(sub, where)
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            missing += walk(extra, f"{path}.<name>")
+        return missing
+
+    assert walk(load_schema(), "") == []
+
+
+def test_a_misspelled_key_is_named_with_what_is_allowed(tmp_path: Path) -> None:
+    bad = write(tmp_path, "bad.yaml", {"split": {"stratgy": "speaker"}})
+    with pytest.raises(UserError, match=r"split: Additional properties.*'stratgy'"):
+        load_config([REPO / "config.yaml", bad])
+
+
+def test_a_bad_value_is_named_with_the_allowed_values(tmp_path: Path) -> None:
+    bad = write(tmp_path, "bad.yaml", {"split": {"strategy": "random"}})
+    with pytest.raises(UserError, match=r"split.strategy: 'random' is not one of.*stratified"):
+        load_config([REPO / "config.yaml", bad])
+
+
+def test_merge_is_key_by_key() -> None:
+    merged = deep_merge({"a": {"b": 1, "c": 2}, "d": 3}, {"a": {"c": 5}})
+    assert merged == {"a": {"b": 1, "c": 5}, "d": 3}
+
+
+def test_defaults_fill_entries_under_additional_properties() -> None:
+    completed = with_defaults({"corpora": {"mine": {"source": "x"}}}, load_schema())
+    assert completed["corpora"]["mine"]["role"] == "zero_shot"
+    assert completed["corpora"]["mine"]["synthetic"]["speakers"] == 10
+    validate_config(completed, load_schema())

@@ -1,0 +1,94 @@
+# Data stage: corpora in (synthetic, downloaded or a local folder), mono 16 kHz manifests and splits out.
+
+
+rule synthesize_corpus:
+    output:
+        raw=directory("resources/corpora/{corpus}/synthetic"),
+    params:
+        format=lambda wc: corpus_format(wc.corpus),
+        synthetic=lambda wc: corpus_config(wc.corpus)["synthetic"],
+        bad_files=lambda wc: (
+            "--bad-files" if corpus_config(wc.corpus)["synthetic"]["bad_files"] else ""
+        ),
+        seed=config["seed"],
+    log:
+        "logs/synthesize_corpus/{corpus}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "serhpo synthesize --format {params.format} --out {output.raw} "
+        "--speakers {params.synthetic[speakers]} "
+        "--per-speaker-label {params.synthetic[per_speaker_label]} --seed {params.seed} "
+        "{params.bad_files} > {log} 2>&1"
+
+
+rule download_corpus:
+    output:
+        raw=directory("resources/corpora/{corpus}/raw"),
+    params:
+        url=lambda wc: corpus_config(wc.corpus)["url"],
+        sha256=lambda wc: corpus_config(wc.corpus)["sha256"] or "none",
+        mode=lambda wc: corpus_config(wc.corpus)["download_mode"],
+    log:
+        "logs/download_corpus/{corpus}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=240,
+    shell:
+        "serhpo download --corpus {wildcards.corpus} --url {params.url:q} "
+        "--sha256 {params.sha256} --mode {params.mode} --dest {output.raw} > {log} 2>&1"
+
+
+rule prepare_corpus:
+    input:
+        raw=raw_corpus_dir,
+    output:
+        audio=directory("resources/corpora/{corpus}/16k"),
+        manifest="results/manifests/{corpus}.csv",
+        rejects="results/manifests/{corpus}.rejects.csv",
+        summary="results/manifests/{corpus}.summary.json",
+    params:
+        format=lambda wc: corpus_format(wc.corpus),
+        # Only the keys preparation reads, so that editing another key does not rerun it.
+        label_map=lambda wc: as_json(corpus_config(wc.corpus)["label_map"]),
+        target_labels=as_json(config["target_labels"]),
+        expect_count=lambda wc: prepare_expect_count(wc.corpus),
+        audio=config["audio"],
+    log:
+        "logs/prepare_corpus/{corpus}.log",
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "serhpo prepare --corpus {wildcards.corpus} --format {params.format} "
+        "--raw {input.raw} --out {output.audio} --manifest {output.manifest} "
+        "--rejects {output.rejects} --summary {output.summary} "
+        "--label-map {params.label_map:q} --target-labels {params.target_labels:q} "
+        "--expect-count {params.expect_count} --sample-rate {params.audio[sample_rate]} "
+        "--min-duration {params.audio[min_duration_s]} "
+        "--silence-dbfs {params.audio[silence_dbfs]} --threads {threads} > {log} 2>&1"
+
+
+rule split_corpus:
+    input:
+        manifest=rules.prepare_corpus.output.manifest,
+    output:
+        split="results/splits/{corpus}.csv",
+    params:
+        split=config["split"],
+        seed=config["seed"],
+    log:
+        "logs/split_corpus/{corpus}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "serhpo split {input.manifest} {output.split} --strategy {params.split[strategy]} "
+        "--test-fraction {params.split[test_fraction]} "
+        "--valid-fraction {params.split[valid_fraction]} --folds {params.split[folds]} "
+        "--seed {params.seed} > {log} 2>&1"

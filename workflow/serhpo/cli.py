@@ -1,0 +1,75 @@
+"""The ``serhpo`` command: one sub-command per pipeline stage.
+
+Each stage lives in its own module, which provides ``add_arguments(parser)`` and
+``run(args) -> int``; the module is imported only when its stage runs, so that
+``serhpo split`` does not pay for importing torch.
+
+Example:
+    $ serhpo split results/manifests/emodb.csv results/splits/emodb.csv --strategy speaker
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from serhpo.errors import UserError
+
+#: stage name -> (module implementing it, one-line help)
+STAGES: dict[str, tuple[str, str]] = {
+    "download": ("serhpo.corpora.download", "download and unpack a corpus (resumable, checksummed)"),
+    "synthesize": ("serhpo.corpora.synthetic", "write a synthetic corpus in a real corpus' layout"),
+    "prepare": ("serhpo.prepare", "decode, downmix and resample a corpus; write its manifest"),
+    "split": ("serhpo.splits", "assign utterances to train, valid and test"),
+    "build-tiny-backbone": ("serhpo.backbones.tiny", "build a tiny random wav2vec2 SpeechBrain model"),
+    "fetch-backbone": ("serhpo.backbones.fetch", "download the pretrained SpeechBrain/wav2vec2 models"),
+    "cache-features": ("serhpo.features", "compute the frozen parts' features once"),
+    "train": ("serhpo.training", "train one configuration and print its validation scores"),
+    "hpo": ("serhpo.hpo.study", "run one engine's hyper-parameter study"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with one sub-parser per available stage."""
+    parser = argparse.ArgumentParser(prog="serhpo", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    for name, (module_name, help_text) in STAGES.items():
+        stage_parser = sub.add_parser(name, help=help_text, description=help_text)
+        stage_parser.set_defaults(_module=module_name, _stage=name)
+    return parser
+
+
+def _stage_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:  # argparse keeps sub-parsers only here
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices
+    raise AssertionError("parser has no stages")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one stage; return its exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    # Parse the stage name first, then let the stage's module add its own options.
+    known, _ = parser.parse_known_args(argv)
+    module = importlib.import_module(known._module)
+    module.add_arguments(_stage_parsers(parser)[known._stage])
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(module.run(args) or 0)
+    except UserError as error:
+        logging.getLogger("serhpo").error("%s", error)
+        print(f"serhpo {args._stage}: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Reading config files outside Snakemake, and filling in the schema's defaults.
+
+The JSON Schema in ``workflow/schemas/config.schema.yaml`` is the one place where keys,
+their allowed values and their defaults are written down; Snakemake's ``validate`` checks it
+at start, and :func:`with_defaults` fills defaults the same way for keys nested under
+``additionalProperties`` (one entry per corpus), which ``validate`` leaves alone.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from serhpo.errors import UserError
+
+#: The schema shipped with the workflow.
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+
+
+def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    """Read the config schema."""
+    with open(path) as stream:
+        return yaml.safe_load(stream)
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``override`` into ``base`` key by key, as Snakemake merges several ``--configfile``s.
+
+    Example:
+        >>> deep_merge({"split": {"seed": 1, "strategy": "stratified"}}, {"split": {"strategy": "speaker"}})
+        {'split': {'seed': 1, 'strategy': 'speaker'}}
+    """
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def with_defaults(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``config`` with every missing key that has a schema default filled in.
+
+    Walks ``properties`` and ``additionalProperties`` (so each corpus entry gets its defaults).
+    """
+
+    def fill(value: Any, node: Mapping[str, Any]) -> Any:
+        if not isinstance(value, dict):
+            return value
+        for key, sub in node.get("properties", {}).items():
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+            if key in value:
+                value[key] = fill(value[key], sub)
+        extra = node.get("additionalProperties")
+        if isinstance(extra, Mapping):
+            for key in value:
+                if key not in node.get("properties", {}):
+                    value[key] = fill(value[key], extra)
+        return value
+
+    return fill(copy.deepcopy(dict(config)), schema)
+
+
+def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
+    """Check ``config`` against the schema.
+
+    Raises:
+        UserError: naming the key, the value found and what is allowed.
+    """
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return
+    lines = []
+    for error in errors[:5]:
+        key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+        allowed = error.schema.get("description", "")
+        lines.append(f"config key {key}: {error.message}." + (f" Allowed: {allowed}" if allowed else ""))
+    raise UserError("\n".join(lines) + "\nFix config.yaml (or the --configfile that sets it).")
+
+
+def load_config(paths: Sequence[Path], *, schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    """Read, merge (later files win), validate and complete config files.
+
+    Example:
+        >>> config = load_config([Path("config.yaml")])  # doctest: +SKIP
+        >>> config["split"]["strategy"]
+        'stratified'
+    """
+    merged: dict[str, Any] = {}
+    for path in paths:
+        with open(path) as stream:
+            merged = deep_merge(merged, yaml.safe_load(stream) or {})
+    schema = load_schema(schema_path)
+    completed = with_defaults(merged, schema)
+    validate_config(completed, schema)
+    return completed

@@ -1,0 +1,356 @@
+"""The ``prepare`` stage: a corpus folder in, mono 16 kHz WAVs, a manifest and a rejects list out.
+
+Every file the corpus' reader lists is decoded, downmixed, resampled and checked; a file that
+cannot be used goes to the rejects CSV with its reason, never silently away. Labels are mapped
+onto the target set here; utterances whose label maps to nothing stay in the manifest with an
+empty ``label`` and are counted, so the manifest accounts for every file.
+
+Example:
+    $ serhpo prepare --corpus emodb --format emodb --raw ../shared/corpora/emodb-2s/wav \\
+        --out resources/corpora/emodb/16k --manifest results/manifests/emodb.csv \\
+        --rejects results/manifests/emodb.rejects.csv --summary results/manifests/emodb.summary.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm import tqdm
+
+from serhpo.audio import AudioChecks, AudioRejected, prepare_waveform, write_wav
+from serhpo.corpora import CorpusFormat, get_format
+from serhpo.errors import UserError
+from serhpo.labels import resolve_label_map
+
+log = logging.getLogger(__name__)
+
+MANIFEST_COLUMNS = [
+    "utterance_id",
+    "path",
+    "corpus",
+    "speaker",
+    "gender",
+    "sentence",
+    "original_label",
+    "label",
+    "duration_s",
+    "num_samples",
+    "original_sample_rate",
+    "original_channels",
+    "source_path",
+]
+REJECT_COLUMNS = ["source_path", "utterance_id", "reason"]
+
+
+@dataclass
+class PreparedCorpus:
+    """What :func:`prepare_corpus` produced.
+
+    Attributes:
+        manifest: one row per usable file, columns :data:`MANIFEST_COLUMNS`.
+        rejects: one row per file that cannot be used, columns :data:`REJECT_COLUMNS`.
+        summary: counts per label, speaker, dropped label and reject reason.
+    """
+
+    manifest: pd.DataFrame
+    rejects: pd.DataFrame
+    summary: dict[str, Any]
+
+
+def _prepare_one(
+    row: Mapping[str, Any], *, out_dir: Path, sample_rate: int, checks: AudioChecks
+) -> dict[str, Any]:
+    try:
+        audio = prepare_waveform(Path(row["source_path"]), sample_rate=sample_rate, checks=checks)
+    except AudioRejected as rejected:
+        return {"rejected": rejected.reason}
+    target = out_dir / f"{row['utterance_id']}.wav"
+    write_wav(target, audio)
+    return {
+        "path": str(target),
+        "duration_s": round(audio.duration_s, 4),
+        "num_samples": len(audio.samples),
+        "original_sample_rate": audio.original_sample_rate,
+        "original_channels": audio.original_channels,
+    }
+
+
+def prepare_corpus(
+    *,
+    corpus: str,
+    fmt: CorpusFormat,
+    raw_dir: Path,
+    out_dir: Path,
+    target_labels: Sequence[str],
+    label_map: Mapping[str, str | None] | None = None,
+    expect_count: int | None = None,
+    sample_rate: int = 16000,
+    checks: AudioChecks | None = None,
+    threads: int = 1,
+) -> PreparedCorpus:
+    """Prepare every recording of one corpus.
+
+    Args:
+        corpus: the corpus' name in config (written into the manifest).
+        fmt: its reader.
+        raw_dir: the folder that holds its files (searched recursively).
+        out_dir: where mono ``sample_rate`` WAVs are written, one per usable file.
+        target_labels: the label set labels are mapped onto.
+        label_map: config's overrides of the reader's default label map.
+        expect_count: how many utterances the folder must hold (``None``: any).
+        sample_rate: the target rate.
+        checks: rejection thresholds.
+        threads: files decoded in parallel.
+
+    Raises:
+        UserError: the folder is missing, holds no file of the corpus, or not ``expect_count`` of them.
+
+    Example:
+        >>> result = prepare_corpus(corpus="emodb", fmt=get_format("emodb"),  # doctest: +SKIP
+        ...     raw_dir=Path("wav"), out_dir=Path("16k"), target_labels=["anger", "neutral"])
+        >>> result.summary["usable"]
+        127
+    """
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise UserError(
+            f"corpus '{corpus}': source folder {raw_dir} does not exist. Set corpora.{corpus}.source "
+            "to the folder holding the corpus' files, or to download or synthetic."
+        )
+    mapping = resolve_label_map(
+        corpus=corpus,
+        own_labels=fmt.labels,
+        default_map=fmt.default_label_map,
+        overrides=label_map,
+        target_labels=target_labels,
+    )
+    listing = fmt.list_utterances(raw_dir)
+    utterances = listing.utterances.reset_index(drop=True)
+    if utterances.empty:
+        raise UserError(
+            f"corpus '{corpus}': found no file named like a {fmt.name} recording under {raw_dir} "
+            f"({len(listing.unparsed)} other files). Check corpora.{corpus}.source and "
+            f"corpora.{corpus}.format."
+        )
+    if expect_count is not None and len(utterances) != expect_count:
+        raise UserError(
+            f"corpus '{corpus}' at {raw_dir} has {len(utterances)} {fmt.name} recordings; expected "
+            f"{expect_count} (the official release has {fmt.expected_count}). Check the download, or "
+            f"set corpora.{corpus}.expect_count: null to accept a partial corpus or a sample."
+        )
+
+    duplicated = utterances["utterance_id"].duplicated(keep="first")
+    rejects = [
+        {"source_path": path, "utterance_id": "", "reason": f"not part of the corpus: {reason}"}
+        for path, reason in zip(listing.unparsed["source_path"], listing.unparsed["reason"], strict=True)
+    ]
+    rejects += [
+        {
+            "source_path": row.source_path,
+            "utterance_id": row.utterance_id,
+            "reason": "duplicate: another file has the same utterance id",
+        }
+        for row in utterances[duplicated].itertuples()
+    ]
+    utterances = utterances[~duplicated]
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checks = checks or AudioChecks()
+    rows = utterances.to_dict("records")
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        results = list(
+            tqdm(
+                pool.map(
+                    lambda row: _prepare_one(
+                        row, out_dir=out_dir, sample_rate=sample_rate, checks=checks
+                    ),
+                    rows,
+                ),
+                total=len(rows),
+                desc=f"prepare {corpus}",
+                unit="file",
+            )
+        )
+    manifest_rows = []
+    for row, result in zip(rows, results, strict=True):
+        if "rejected" in result:
+            rejects.append(
+                {
+                    "source_path": row["source_path"],
+                    "utterance_id": row["utterance_id"],
+                    "reason": result["rejected"],
+                }
+            )
+            continue
+        manifest_rows.append(
+            {
+                **{key: row[key] for key in ("utterance_id", "speaker", "gender", "sentence")},
+                "corpus": corpus,
+                "original_label": row["original_label"],
+                "label": mapping.get(row["original_label"]) or "",
+                "source_path": row["source_path"],
+                **result,
+            }
+        )
+    manifest = pd.DataFrame(manifest_rows, columns=MANIFEST_COLUMNS)
+    manifest = manifest.sort_values("utterance_id", kind="stable").reset_index(drop=True)
+    reject_table = pd.DataFrame(rejects, columns=REJECT_COLUMNS)
+    summary = summarise(
+        corpus=corpus, fmt=fmt, manifest=manifest, rejects=reject_table, mapping=mapping
+    )
+    return PreparedCorpus(manifest=manifest, rejects=reject_table, summary=summary)
+
+
+def summarise(
+    *,
+    corpus: str,
+    fmt: CorpusFormat,
+    manifest: pd.DataFrame,
+    rejects: pd.DataFrame,
+    mapping: Mapping[str, str | None],
+) -> dict[str, Any]:
+    """Counts a researcher checks first: usable, kept per label and speaker, dropped, rejected."""
+    kept = manifest[manifest["label"] != ""]
+    dropped = manifest[manifest["label"] == ""]
+    reasons = rejects["reason"].str.split(":").str[0] if len(rejects) else pd.Series(dtype=str)
+    return {
+        "corpus": corpus,
+        "format": fmt.name,
+        "usable": int(len(manifest)),
+        "kept": int(len(kept)),
+        "rejected": int(len(rejects)),
+        "official_count": fmt.expected_count,
+        "label_map": dict(mapping),
+        "per_label": {str(k): int(v) for k, v in kept["label"].value_counts().sort_index().items()},
+        "per_speaker": {
+            str(k): int(v) for k, v in kept["speaker"].value_counts().sort_index().items()
+        },
+        "dropped_per_original_label": {
+            str(k): int(v) for k, v in dropped["original_label"].value_counts().sort_index().items()
+        },
+        "rejected_per_reason": {str(k): int(v) for k, v in reasons.value_counts().items()},
+        "sample_rates": {
+            str(k): int(v) for k, v in manifest["original_sample_rate"].value_counts().items()
+        },
+        "channels": {str(k): int(v) for k, v in manifest["original_channels"].value_counts().items()},
+    }
+
+
+def write_outputs(
+    prepared: PreparedCorpus, *, manifest_path: Path, rejects_path: Path, summary_path: Path
+) -> None:
+    """Write the manifest, rejects and summary files (parents created)."""
+    for path in (manifest_path, rejects_path, summary_path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    prepared.manifest.to_csv(manifest_path, index=False)
+    prepared.rejects.to_csv(rejects_path, index=False)
+    Path(summary_path).write_text(json.dumps(prepared.summary, indent=2) + "\n")
+
+
+def log_summary(summary: Mapping[str, Any], *, rejects_path: Path) -> None:
+    """Print the counts per label and speaker, and what was dropped or rejected, to the log."""
+    log.info(
+        "corpus %s: %d usable files, %d with a target label, %d rejected",
+        summary["corpus"],
+        summary["usable"],
+        summary["kept"],
+        summary["rejected"],
+    )
+    log.info("per label: %s", summary["per_label"])
+    log.info("per speaker: %s", summary["per_speaker"])
+    if summary["dropped_per_original_label"]:
+        log.info("dropped (label maps to no target): %s", summary["dropped_per_original_label"])
+    if summary["rejected"]:
+        log.warning(
+            "%d files rejected, see %s: %s",
+            summary["rejected"],
+            rejects_path,
+            summary["rejected_per_reason"],
+        )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``serhpo prepare``."""
+    parser.add_argument("--corpus", required=True, help="the corpus' name in config")
+    parser.add_argument("--format", help="reader: emodb, ravdess or cremad (default: --corpus)")
+    parser.add_argument("--raw", type=Path, required=True, help="folder holding the corpus' files")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the prepared WAVs")
+    parser.add_argument("--manifest", type=Path, required=True)
+    parser.add_argument("--rejects", type=Path, required=True)
+    parser.add_argument("--summary", type=Path, required=True)
+    parser.add_argument(
+        "--label-map", default="{}", help="JSON: own label -> target label or null (overrides)"
+    )
+    parser.add_argument(
+        "--target-labels",
+        default='["anger","boredom","disgust","fear","happiness","sadness","neutral"]',
+        help="JSON list of target labels",
+    )
+    parser.add_argument(
+        "--expect-count",
+        default="none",
+        help="official, an integer, or none (accept any number of recordings)",
+    )
+    parser.add_argument("--sample-rate", type=int, default=16000)
+    parser.add_argument("--min-duration", type=float, default=AudioChecks.min_duration_s)
+    parser.add_argument("--silence-dbfs", type=float, default=AudioChecks.silence_dbfs)
+    parser.add_argument("--threads", type=int, default=1)
+
+
+def parse_expect_count(value: str, fmt: CorpusFormat) -> int | None:
+    """``official`` -> the format's official count, ``none`` -> None, else an integer."""
+    if value.lower() in {"none", "null"}:
+        return None
+    if value == "official":
+        return fmt.expected_count
+    try:
+        return int(value)
+    except ValueError:
+        raise UserError(
+            f"--expect-count {value!r} is not understood; expected official, none or an integer."
+        ) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``serhpo prepare``."""
+    fmt = get_format(args.format or args.corpus)
+    try:
+        label_map = json.loads(args.label_map)
+        target_labels = json.loads(args.target_labels)
+    except json.JSONDecodeError as error:
+        raise UserError(f"--label-map/--target-labels must be JSON: {error}") from None
+    prepared = prepare_corpus(
+        corpus=args.corpus,
+        fmt=fmt,
+        raw_dir=args.raw,
+        out_dir=args.out,
+        target_labels=target_labels,
+        label_map=label_map,
+        expect_count=parse_expect_count(args.expect_count, fmt),
+        sample_rate=args.sample_rate,
+        checks=AudioChecks(min_duration_s=args.min_duration, silence_dbfs=args.silence_dbfs),
+        threads=args.threads,
+    )
+    write_outputs(
+        prepared,
+        manifest_path=args.manifest,
+        rejects_path=args.rejects,
+        summary_path=args.summary,
+    )
+    log_summary(prepared.summary, rejects_path=args.rejects)
+    if prepared.summary["kept"] == 0:
+        raise UserError(
+            f"corpus '{args.corpus}': no usable recording has a target label "
+            f"(usable {prepared.summary['usable']}, rejected {prepared.summary['rejected']}); "
+            f"see {args.rejects} and corpora.{args.corpus}.label_map."
+        )
+    return 0
