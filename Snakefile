@@ -10,7 +10,7 @@ include: "workflow/rules/data.smk"
 
 
 rule all:
+    default_target: True
     input:
         manifests=expand(rules.prepare_corpus.output.manifest, corpus=CORPORA),
         splits=expand(rules.split_corpus.output.split, corpus=CORPORA),
-    default_target: True

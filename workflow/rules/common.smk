@@ -5,14 +5,14 @@ from snakemake.utils import min_version, validate
 
 from serhpo.config import load_schema, validate_config, with_defaults
 
-
 min_version("9.0")
 
 
-validate(config, "../schemas/config.schema.yaml")
-# validate() fills defaults of fixed keys only; per-corpus entries get theirs here, from the same schema.
+# Our own check first: its message names the key, the value found and what is allowed.
+# validate() fills defaults of fixed keys only; per-corpus entries get theirs from the same schema.
 config.update(with_defaults(config, load_schema()))
 validate_config(config, load_schema())
+validate(config, "../schemas/config.schema.yaml")
 
 CORPORA = list(config["corpora"])
 
@@ -43,7 +43,9 @@ def raw_corpus_dir(wildcards):
 def prepare_expect_count(corpus):
     """What prepare checks the utterance count against: official, a number, or none."""
     expected = corpus_config(corpus)["expect_count"]
-    if expected is None or (expected == "official" and corpus_config(corpus)["source"] == "synthetic"):
+    if expected is None or (
+        expected == "official" and corpus_config(corpus)["source"] == "synthetic"
+    ):
         return "none"
     return expected
 

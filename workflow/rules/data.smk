@@ -4,6 +4,14 @@
 rule synthesize_corpus:
     output:
         raw=directory("resources/corpora/{corpus}/synthetic"),
+    log:
+        "logs/synthesize_corpus/{corpus}.log",
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
         format=lambda wc: corpus_format(wc.corpus),
         synthetic=lambda wc: corpus_config(wc.corpus)["synthetic"],
@@ -11,12 +19,6 @@ rule synthesize_corpus:
             "--bad-files" if corpus_config(wc.corpus)["synthetic"]["bad_files"] else ""
         ),
         seed=config["seed"],
-    log:
-        "logs/synthesize_corpus/{corpus}.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
     shell:
         "serhpo synthesize --format {params.format} --out {output.raw} "
         "--speakers {params.synthetic[speakers]} "
@@ -27,16 +29,18 @@ rule synthesize_corpus:
 rule download_corpus:
     output:
         raw=directory("resources/corpora/{corpus}/raw"),
-    params:
-        url=lambda wc: corpus_config(wc.corpus)["url"],
-        sha256=lambda wc: corpus_config(wc.corpus)["sha256"] or "none",
-        mode=lambda wc: corpus_config(wc.corpus)["download_mode"],
     log:
         "logs/download_corpus/{corpus}.log",
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=240,
+    params:
+        url=lambda wc: corpus_config(wc.corpus)["url"],
+        sha256=lambda wc: corpus_config(wc.corpus)["sha256"] or "none",
+        mode=lambda wc: corpus_config(wc.corpus)["download_mode"],
     shell:
         "serhpo download --corpus {wildcards.corpus} --url {params.url:q} "
         "--sha256 {params.sha256} --mode {params.mode} --dest {output.raw} > {log} 2>&1"
@@ -50,6 +54,14 @@ rule prepare_corpus:
         manifest="results/manifests/{corpus}.csv",
         rejects="results/manifests/{corpus}.rejects.csv",
         summary="results/manifests/{corpus}.summary.json",
+    log:
+        "logs/prepare_corpus/{corpus}.log",
+    conda:
+        "../../envs/data.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         format=lambda wc: corpus_format(wc.corpus),
         # Only the keys preparation reads, so that editing another key does not rerun it.
@@ -57,12 +69,6 @@ rule prepare_corpus:
         target_labels=as_json(config["target_labels"]),
         expect_count=lambda wc: prepare_expect_count(wc.corpus),
         audio=config["audio"],
-    log:
-        "logs/prepare_corpus/{corpus}.log",
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=60,
     shell:
         "serhpo prepare --corpus {wildcards.corpus} --format {params.format} "
         "--raw {input.raw} --out {output.audio} --manifest {output.manifest} "
@@ -78,15 +84,17 @@ rule split_corpus:
         manifest=rules.prepare_corpus.output.manifest,
     output:
         split="results/splits/{corpus}.csv",
-    params:
-        split=config["split"],
-        seed=config["seed"],
     log:
         "logs/split_corpus/{corpus}.log",
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        split=config["split"],
+        seed=config["seed"],
     shell:
         "serhpo split {input.manifest} {output.split} --strategy {params.split[strategy]} "
         "--test-fraction {params.split[test_fraction]} "

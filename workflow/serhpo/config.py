@@ -81,7 +81,10 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Non
     lines = []
     for error in errors[:5]:
         key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
-        allowed = error.schema.get("description", "")
+        if error.validator == "additionalProperties":
+            allowed = f"the keys {sorted(error.schema.get('properties', {}))}"
+        else:
+            allowed = error.schema.get("description", "")
         lines.append(f"config key {key}: {error.message}." + (f" Allowed: {allowed}" if allowed else ""))
     raise UserError("\n".join(lines) + "\nFix config.yaml (or the --configfile that sets it).")
 
