@@ -28,6 +28,8 @@ def test_env_pins_match_pyproject(env: Path) -> None:
     pip_section = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
     env_pins = pins(pip_section)
     assert env_pins, f"{env.name} pins nothing"
-    mismatched = {name: (v, PROJECT.get(name)) for name, v in env_pins.items() if PROJECT.get(name) != v}
+    mismatched = {
+        name: (v, PROJECT.get(name)) for name, v in env_pins.items() if PROJECT.get(name) != v
+    }
     assert mismatched == {}
     assert "-e .." in pip_section  # the rules call the serhpo command

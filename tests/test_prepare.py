@@ -128,7 +128,11 @@ def test_wrong_count_stops_before_decoding_and_says_how_to_accept_it(
 def test_missing_folder_names_the_config_key(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="corpora.toy.source"):
         prepare_corpus(
-            corpus="toy", fmt=TOY, raw_dir=tmp_path / "nope", out_dir=tmp_path, target_labels=TARGETS
+            corpus="toy",
+            fmt=TOY,
+            raw_dir=tmp_path / "nope",
+            out_dir=tmp_path,
+            target_labels=TARGETS,
         )
 
 

@@ -39,7 +39,9 @@ def copy_workflow(target: Path) -> Path:
     return target
 
 
-def snakemake(workdir: Path, *args: str, configs: list[dict] | None = None) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, configs: list[dict] | None = None
+) -> subprocess.CompletedProcess:
     files = ["config.yaml", "profiles/demo/demo-config.yaml"]
     for number, extra in enumerate(configs or []):
         path = workdir / f"extra-{number}.yaml"
@@ -78,7 +80,9 @@ def test_lint_is_clean() -> None:
 
 def test_demo_builds_manifests_and_splits_of_three_corpora(built_demo: Path) -> None:
     for corpus in ("emodb", "ravdess", "cremad"):
-        manifest = pd.read_csv(built_demo / f"results/manifests/{corpus}.csv", keep_default_na=False)
+        manifest = pd.read_csv(
+            built_demo / f"results/manifests/{corpus}.csv", keep_default_na=False
+        )
         split = pd.read_csv(built_demo / f"results/splits/{corpus}.csv", dtype={"speaker": str})
         assert len(manifest) > 0 and set(manifest["corpus"]) == {corpus}
         assert set(split["part"]) == {"train", "valid", "test"}

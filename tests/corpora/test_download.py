@@ -6,6 +6,7 @@ import hashlib
 import io
 import logging
 import re
+import shutil
 import socket
 import tarfile
 import threading
@@ -378,7 +379,10 @@ def test_cremad_file_list_download_is_readable_and_rerun_free(server, tmp_path):
     assert (dest / "SHA256SUMS").read_text().count("\n") == len(CREMAD_NAMES) + 1
     count = len(state.requests)
     download_cremad(dest=dest, sha256=None, work_dir=work, base_url=f"{base}/media/", timeout_s=5)
+    shutil.rmtree(dest)  # as Snakemake does before rerunning the rule: the work copy remains
+    download_cremad(dest=dest, sha256=None, work_dir=work, base_url=f"{base}/media/", timeout_s=5)
     assert len(state.requests) == count
+    assert sorted(list_cremad(dest).utterances["utterance_id"]) == sorted(CREMAD_NAMES)
 
 
 def test_file_list_skips_complete_files_and_checks_the_tree_digest(server, tmp_path):
@@ -415,6 +419,7 @@ def test_lfs_pointers_instead_of_audio_are_refused(server, tmp_path):
             timeout_s=5,
         )
     assert not (tmp_path / "raw").exists()
+    assert not list((tmp_path / "work").rglob("*.wav"))  # a rerun fetches them again
 
 
 @pytest.mark.parametrize("bad", ["../evil.wav", "/etc/passwd", "a/../../b", "a b.wav"])

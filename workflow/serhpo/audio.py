@@ -19,7 +19,10 @@ RESAMPLE_QUALITY = "VHQ"
 
 
 class AudioRejected(Exception):
-    """A file that cannot be used; ``reason`` starts with a short category (``empty:``, ``silent:`` ...)."""
+    """A file that cannot be used.
+
+    ``reason`` starts with a short category: ``empty:``, ``unreadable:``, ``silent:`` ...
+    """
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -114,7 +117,8 @@ def check_waveform(samples: np.ndarray, *, sample_rate: int, checks: AudioChecks
     duration = len(samples) / sample_rate
     if duration < checks.min_duration_s:
         raise AudioRejected(
-            f"too short: {duration:.3f} s, shorter than audio.min_duration_s = {checks.min_duration_s} s"
+            f"too short: {duration:.3f} s, shorter than "
+            f"audio.min_duration_s = {checks.min_duration_s} s"
         )
     level = rms_dbfs(samples)
     if level < checks.silence_dbfs:

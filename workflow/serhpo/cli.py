@@ -19,12 +19,21 @@ from serhpo.errors import UserError
 
 #: stage name -> (module implementing it, one-line help)
 STAGES: dict[str, tuple[str, str]] = {
-    "download": ("serhpo.corpora.download", "download and unpack a corpus (resumable, checksummed)"),
+    "download": (
+        "serhpo.corpora.download",
+        "download and unpack a corpus (resumable, checksummed)",
+    ),
     "synthesize": ("serhpo.corpora.synthetic", "write a synthetic corpus in a real corpus' layout"),
     "prepare": ("serhpo.prepare", "decode, downmix and resample a corpus; write its manifest"),
     "split": ("serhpo.splits", "assign utterances to train, valid and test"),
-    "build-tiny-backbone": ("serhpo.backbones.tiny", "build a tiny random wav2vec2 SpeechBrain model"),
-    "fetch-backbone": ("serhpo.backbones.fetch", "download the pretrained SpeechBrain/wav2vec2 models"),
+    "build-tiny-backbone": (
+        "serhpo.backbones.tiny",
+        "build a tiny random wav2vec2 SpeechBrain model",
+    ),
+    "fetch-backbone": (
+        "serhpo.backbones.fetch",
+        "download the pretrained SpeechBrain/wav2vec2 models",
+    ),
     "cache-features": ("serhpo.features", "compute the frozen parts' features once"),
     "train": ("serhpo.training", "train one configuration and print its validation scores"),
     "hpo": ("serhpo.hpo.study", "run one engine's hyper-parameter study"),
@@ -54,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     # Parse the stage name first, then let the stage's module add its own options.
-    known, _ = parser.parse_known_args(argv)
+    # -h is left out of this first pass so that a stage's --help lists the stage's own options.
+    known, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")] or ["--help"])
     module = importlib.import_module(known._module)
     module.add_arguments(_stage_parsers(parser)[known._stage])
     args = parser.parse_args(argv)

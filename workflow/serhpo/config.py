@@ -32,8 +32,9 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     """Merge ``override`` into ``base`` key by key, as Snakemake merges several ``--configfile``s.
 
     Example:
-        >>> deep_merge({"split": {"seed": 1, "strategy": "stratified"}}, {"split": {"strategy": "speaker"}})
-        {'split': {'seed': 1, 'strategy': 'speaker'}}
+        >>> deep_merge({"split": {"folds": 0, "strategy": "stratified"}},
+        ...            {"split": {"strategy": "speaker"}})
+        {'split': {'folds': 0, 'strategy': 'speaker'}}
     """
     merged = copy.deepcopy(dict(base))
     for key, value in override.items():
@@ -85,7 +86,9 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Non
             allowed = f"the keys {sorted(error.schema.get('properties', {}))}"
         else:
             allowed = error.schema.get("description", "")
-        lines.append(f"config key {key}: {error.message}." + (f" Allowed: {allowed}" if allowed else ""))
+        lines.append(
+            f"config key {key}: {error.message}." + (f" Allowed: {allowed}" if allowed else "")
+        )
     raise UserError("\n".join(lines) + "\nFix config.yaml (or the --configfile that sets it).")
 
 

@@ -28,7 +28,7 @@ def resolve_label_map(
         target_labels: ``target_labels`` from config.
 
     Raises:
-        UserError: an override names a label the corpus does not have, or a target that does not exist.
+        UserError: an override names a label the corpus does not have, or an unknown target.
 
     Example:
         >>> resolve_label_map(corpus="ravdess", own_labels=["calm", "surprised"],

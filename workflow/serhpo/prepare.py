@@ -111,7 +111,8 @@ def prepare_corpus(
         threads: files decoded in parallel.
 
     Raises:
-        UserError: the folder is missing, holds no file of the corpus, or not ``expect_count`` of them.
+        UserError: the folder is missing, holds no file of the corpus, or not
+            ``expect_count`` of them.
 
     Example:
         >>> result = prepare_corpus(corpus="emodb", fmt=get_format("emodb"),  # doctest: +SKIP
@@ -122,7 +123,8 @@ def prepare_corpus(
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         raise UserError(
-            f"corpus '{corpus}': source folder {raw_dir} does not exist. Set corpora.{corpus}.source "
+            f"corpus '{corpus}': source folder {raw_dir} does not exist. "
+            f"Set corpora.{corpus}.source "
             "to the folder holding the corpus' files, or to download or synthetic."
         )
     mapping = resolve_label_map(
@@ -143,14 +145,17 @@ def prepare_corpus(
     if expect_count is not None and len(utterances) != expect_count:
         raise UserError(
             f"corpus '{corpus}' at {raw_dir} has {len(utterances)} {fmt.name} recordings; expected "
-            f"{expect_count} (the official release has {fmt.expected_count}). Check the download, or "
+            f"{expect_count} (the official release has {fmt.expected_count}). "
+            "Check the download, or "
             f"set corpora.{corpus}.expect_count: null to accept a partial corpus or a sample."
         )
 
     duplicated = utterances["utterance_id"].duplicated(keep="first")
     rejects = [
         {"source_path": path, "utterance_id": "", "reason": f"not part of the corpus: {reason}"}
-        for path, reason in zip(listing.unparsed["source_path"], listing.unparsed["reason"], strict=True)
+        for path, reason in zip(
+            listing.unparsed["source_path"], listing.unparsed["reason"], strict=True
+        )
     ]
     rejects += [
         {
@@ -241,7 +246,9 @@ def summarise(
         "sample_rates": {
             str(k): int(v) for k, v in manifest["original_sample_rate"].value_counts().items()
         },
-        "channels": {str(k): int(v) for k, v in manifest["original_channels"].value_counts().items()},
+        "channels": {
+            str(k): int(v) for k, v in manifest["original_channels"].value_counts().items()
+        },
     }
 
 

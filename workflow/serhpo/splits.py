@@ -36,7 +36,9 @@ STRATEGIES = ("stratified", "speaker")
 def _check_fractions(test_fraction: float, valid_fraction: float) -> None:
     for name, value in (("test_fraction", test_fraction), ("valid_fraction", valid_fraction)):
         if not 0 < value < 1:
-            raise UserError(f"split.{name} is {value}; expected a number between 0 and 1 exclusive.")
+            raise UserError(
+                f"split.{name} is {value}; expected a number between 0 and 1 exclusive."
+            )
 
 
 def split_stratified(
@@ -70,10 +72,8 @@ def split_stratified(
     return parts
 
 
-def _hold_out_speakers(
-    frame: pd.DataFrame, *, fraction: float, seed: int, what: str
-) -> pd.Index:
-    """Index of the rows of whole speakers holding about ``fraction`` of ``frame``, label-balanced."""
+def _hold_out_speakers(frame: pd.DataFrame, *, fraction: float, seed: int, what: str) -> pd.Index:
+    """Rows of whole speakers holding about ``fraction`` of ``frame``, label-balanced."""
     n_speakers = frame["speaker"].nunique()
     n_splits = max(2, round(1 / fraction))
     if n_speakers < 2:
@@ -110,7 +110,8 @@ def split_by_speaker(
     n_speakers = manifest["speaker"].nunique()
     if n_speakers < 3:
         raise UserError(
-            f"split.strategy speaker needs at least 3 speakers (train, valid and test each need one); "
+            "split.strategy speaker needs at least 3 speakers "
+            "(train, valid and test each need one); "
             f"this corpus has {n_speakers}. Use split.strategy: stratified, or add speakers."
         )
     test = _hold_out_speakers(manifest, fraction=test_fraction, seed=seed, what="test")
@@ -128,7 +129,8 @@ def assign_folds(manifest: pd.DataFrame, *, folds: int, by_speaker: bool, seed: 
         n_speakers = manifest["speaker"].nunique()
         if folds > n_speakers:
             raise UserError(
-                f"split.folds is {folds} but the corpus has {n_speakers} speakers; leave-speakers-out "
+                f"split.folds is {folds} but the corpus has {n_speakers} speakers; "
+                "leave-speakers-out "
                 f"needs at most one fold per speaker. Set split.folds to {n_speakers} or fewer."
             )
         splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
@@ -163,7 +165,8 @@ def split_manifest(
     counts = labelled["label"].value_counts()
     if counts.min() < 3:
         raise UserError(
-            f"label {counts.idxmin()!r} has {counts.min()} utterances; a stratified train/valid/test "
+            f"label {counts.idxmin()!r} has {counts.min()} utterances; "
+            "a stratified train/valid/test "
             "split needs at least 3 per label. Drop the label (label_map) or add recordings."
         )
     split = split_by_speaker if strategy == "speaker" else split_stratified
@@ -198,7 +201,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``serhpo split``."""
-    manifest = pd.read_csv(args.manifest, dtype={"speaker": str, "label": str}, keep_default_na=False)
+    manifest = pd.read_csv(
+        args.manifest, dtype={"speaker": str, "label": str}, keep_default_na=False
+    )
     split = split_manifest(
         manifest,
         strategy=args.strategy,
