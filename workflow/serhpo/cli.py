@@ -37,6 +37,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "cache-features": ("serhpo.features", "compute the frozen parts' features once"),
     "train": ("serhpo.training", "train one configuration and print its validation scores"),
     "hpo": ("serhpo.hpo.study", "run one engine's hyper-parameter study"),
+    "report": ("serhpo.report", "the paper's tables and plots"),
 }
 
 

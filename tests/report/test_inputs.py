@@ -1,0 +1,189 @@
+"""Reading and checking the report's inputs: config keys, trials.csv, best.yaml, eval JSONs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from serhpo.errors import UserError
+from serhpo.report.inputs import (
+    ReportSettings,
+    config_from_json,
+    load_config_files,
+    read_evaluation,
+    read_study,
+    read_trials,
+)
+
+
+def _trials_csv(path: Path, **columns: list) -> Path:
+    base = {
+        "trial": [1, 2],
+        "param_lr": [1e-5, 1e-4],
+        "value": [0.5, None],
+        "cumulative_seconds": [10.0, 20.0],
+        "status": ["complete", "failed"],
+    }
+    base.update(columns)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({k: v for k, v in base.items() if v is not None}).to_csv(path, index=False)
+    return path
+
+
+def test_settings_default_to_the_paper_when_config_is_silent():
+    settings = ReportSettings.from_config({})
+    assert settings.thresholds == (0.8, 0.9)
+    assert settings.paper_figures is True
+    assert settings.protocol == "stratified"
+    assert settings.engines == ("ax", "hyperopt", "optuna", "grid")
+    assert settings.log_params == frozenset({"lr"})
+    assert settings.n_classes == 7
+
+
+def test_settings_read_every_key_they_use():
+    settings = ReportSettings.from_config(
+        {
+            "report": {"thresholds": [0.9, 0.75, 0.9], "paper_figures": False},
+            "split": {"strategy": "speaker"},
+            "hpo": {"engines": ["random"]},
+            "corpora": {"emodb": {"role": "tune"}, "cremad": {"role": "zero_shot"}},
+            "search_space": {
+                "wd": {"type": "loguniform", "low": 1e-6, "high": 1e-2},
+                "units": {"type": "int", "low": 8, "high": 64},
+            },
+            "target_labels": ["a", "b", "c", "d"],
+        }
+    )
+    assert settings.thresholds == (0.75, 0.9)
+    assert settings.paper_figures is False
+    assert settings.protocol == "speaker"
+    assert settings.engines == ("random",)
+    assert settings.corpora == ("emodb", "cremad")
+    assert settings.tune_corpora == ("emodb",)
+    assert settings.param_order == ("wd", "units")
+    assert settings.log_params == frozenset({"wd"})
+    assert settings.n_classes == 4
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        ({"report": {"thresholds": [1.5]}}, "report.thresholds"),
+        ({"report": {"thresholds": []}}, "report.thresholds"),
+        ({"report": {"thresholds": "0.8"}}, "report.thresholds"),
+        ({"report": {"paper_figures": "yes"}}, "report.paper_figures"),
+        ({"report": {"threshold": [0.8]}}, "unknown key"),
+        ({"split": {"strategy": "random"}}, "split.strategy"),
+    ],
+)
+def test_settings_reject_bad_values_naming_the_key(config, key):
+    with pytest.raises(UserError, match=key):
+        ReportSettings.from_config(config)
+
+
+def test_config_files_merge_key_by_key_later_files_winning(tmp_path):
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text(
+        yaml.safe_dump({"split": {"strategy": "speaker"}, "report": {"thresholds": [0.7]}})
+    )
+    second.write_text(yaml.safe_dump({"report": {"paper_figures": False}}))
+    merged = load_config_files([first, second])
+    assert merged == {
+        "split": {"strategy": "speaker"},
+        "report": {"thresholds": [0.7], "paper_figures": False},
+    }
+    with pytest.raises(UserError, match="cannot be read"):
+        load_config_files([tmp_path / "missing.yaml"])
+
+
+def test_trials_are_read_with_numbers_and_lower_case_status(tmp_path):
+    path = _trials_csv(tmp_path / "t.csv", status=["Complete", " FAILED"])
+    trials = read_trials(path)
+    assert trials["status"].tolist() == ["complete", "failed"]
+    assert trials["trial"].dtype.kind == "i"
+    assert math.isnan(trials["value"].iloc[1])
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        ({"cumulative_seconds": None}, "cumulative_seconds"),
+        ({"status": ["complete", "crashed"]}, "crashed"),
+        ({"trial": [3, 3]}, "more than once"),
+        ({"value": [0.5, "high"]}, "not a number"),
+    ],
+)
+def test_broken_trials_are_refused_with_what_was_found(tmp_path, columns, message):
+    path = _trials_csv(tmp_path / "t.csv", **columns)
+    with pytest.raises(UserError, match=message):
+        read_trials(path)
+
+
+def test_a_study_is_named_by_its_folder_and_reads_best_yaml_when_present(tmp_path):
+    with_best = _trials_csv(tmp_path / "hpo" / "optuna" / "trials.csv")
+    (with_best.parent / "best.yaml").write_text(yaml.safe_dump({"trial": 1, "value": 0.5}))
+    without = _trials_csv(tmp_path / "hpo" / "grid" / "trials.csv")
+    assert read_study(with_best).engine == "optuna"
+    assert read_study(with_best).best == {"trial": 1, "value": 0.5}
+    assert read_study(without).best is None
+    assert read_study(with_best).param_names == ["lr"]
+
+
+def _eval_json(path: Path, **changes) -> Path:
+    data = {
+        "model": "ax",
+        "corpus": "emodb",
+        "protocol": "speaker",
+        "part": "test",
+        "zero_shot": False,
+        "n": 4,
+        "labels": ["a", "b"],
+        "bca": 0.75,
+        "bca_ci95": [0.5, 1.0],
+        "accuracy": 0.75,
+        "macro_f1": 0.73,
+        "confusion": [[2, 0], [1, 1]],
+    }
+    data.update(changes)
+    path.write_text(json.dumps({k: v for k, v in data.items() if v is not None}))
+    return path
+
+
+def test_an_evaluation_is_read_whole(tmp_path):
+    evaluation = read_evaluation(_eval_json(tmp_path / "e.json"))
+    assert (evaluation.model, evaluation.corpus, evaluation.part) == ("ax", "emodb", "test")
+    assert evaluation.bca_ci95 == (0.5, 1.0)
+    assert evaluation.confusion.tolist() == [[2, 0], [1, 1]]
+
+
+def test_an_evaluation_without_optional_scores_gets_nan(tmp_path):
+    evaluation = read_evaluation(_eval_json(tmp_path / "e.json", bca_ci95=None, accuracy=None))
+    assert math.isnan(evaluation.bca_ci95[0]) and math.isnan(evaluation.accuracy)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"bca": None}, "missing"),
+        ({"confusion": [[1, 2, 3]]}, "shape"),
+        ({"model": "../ax"}, "plain name"),
+    ],
+)
+def test_broken_evaluations_are_refused(tmp_path, changes, message):
+    with pytest.raises(UserError, match=message):
+        read_evaluation(_eval_json(tmp_path / "e.json", **changes))
+
+
+def test_config_json_is_one_object_or_a_user_error():
+    assert config_from_json('{"report": {"paper_figures": false}}') == {
+        "report": {"paper_figures": False}
+    }
+    with pytest.raises(UserError, match="not JSON"):
+        config_from_json("{report: no}")
+    with pytest.raises(UserError, match="expected a JSON object"):
+        config_from_json("[1, 2]")
