@@ -1,0 +1,595 @@
+"""One engine's hyper-parameter study: the ask/tell loop shared by every engine, and its CLI.
+
+The loop asks the engine for parameters, runs the objective ``(params, report) ->
+TrialResult`` with an :data:`~serhpo.trial.EpochReporter` that can stop the trial (pruning,
+time budget), times it, turns exceptions and NaN scores into failed trials (the study goes
+on), appends the trial to trials.csv at once and tells the engine. The budget (trials and/or
+wall minutes over all resumes) is the same for every engine. Running the same study again
+resumes it from trials.csv. With ``hpo.n_workers`` > 1 (Optuna), that many processes share
+one journal and one trials.csv.
+
+Output folder::
+
+    trials.csv     one row per finished trial (see serhpo.hpo.trials_log)
+    best.yaml      engine, trial, params, value, metric
+    pareto.csv/png with hpo.multi_objective.enabled: BCA against trial seconds
+    engine_state/  study.yaml (what the study was started with), a lock, optuna.journal
+
+Example:
+    $ serhpo hpo --engine optuna --config config.yaml --out results/hpo/optuna \\
+        --objective trainer --split results/splits/emodb.csv
+    $ serhpo hpo --engine grid --config config.yaml --out /tmp/grid --objective synthetic
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import multiprocessing
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tqdm import tqdm
+
+from serhpo.errors import UserError
+from serhpo.hpo.engine import Engine, FinishedTrial, Proposal, make_engine
+from serhpo.hpo.pruning import EarlyStopRule
+from serhpo.hpo.settings import ENGINE_NAMES, HpoSettings
+from serhpo.hpo.space import SearchSpace
+from serhpo.hpo.trials_log import TrialsLog, best_trial, file_lock, write_best
+from serhpo.trial import EpochReporter, TrialResult, TrialStatus
+
+log = logging.getLogger(__name__)
+
+#: What the study runs: parameters and an epoch reporter in, a TrialResult out.
+Objective = Callable[[dict[str, Any], EpochReporter], TrialResult]
+
+
+@dataclass(frozen=True)
+class StudyPaths:
+    """Where a study keeps its files."""
+
+    out_dir: Path
+
+    @property
+    def trials(self) -> Path:
+        return self.out_dir / "trials.csv"
+
+    @property
+    def best(self) -> Path:
+        return self.out_dir / "best.yaml"
+
+    @property
+    def state(self) -> Path:
+        return self.out_dir / "engine_state"
+
+    @property
+    def lock(self) -> Path:
+        return self.state / "study.lock"
+
+    @property
+    def meta(self) -> Path:
+        return self.state / "study.yaml"
+
+
+@dataclass
+class StudyOutcome:
+    """What a finished (or already complete) study holds.
+
+    Attributes:
+        trials: every finished trial, from trials.csv.
+        best: the content of best.yaml.
+        paths: the study's files.
+    """
+
+    trials: list[FinishedTrial]
+    best: dict[str, Any]
+    paths: StudyPaths
+    pareto: list[FinishedTrial] = field(default_factory=list)
+
+
+def run_study(
+    space: SearchSpace,
+    objective: Objective,
+    settings: HpoSettings,
+    *,
+    out_dir: Path,
+) -> StudyOutcome:
+    """Run (or resume) one engine's study until its budget is spent.
+
+    Args:
+        space: the search space.
+        objective: runs one trial; with ``settings.n_workers`` > 1 it is pickled into each
+            worker process, so it must be picklable (build heavy state lazily, per process).
+        settings: engine, seed, budgets, pruning, multi-objective, workers.
+        out_dir: the study's folder; trials already in its trials.csv are kept and count
+            towards the budget.
+
+    Returns:
+        The study's trials, best trial and paths.
+
+    Raises:
+        UserError: when the folder holds another engine's or another space's study, or when
+            no trial produced a score.
+
+    Example:
+        >>> from serhpo.hpo.synthetic_objective import SyntheticObjective
+        >>> outcome = run_study(space, SyntheticObjective(), HpoSettings(n_trials=5),
+        ...                     out_dir=tmp_path)  # doctest: +SKIP
+        >>> len(outcome.trials)  # doctest: +SKIP
+        5
+    """
+    paths = StudyPaths(out_dir)
+    _check_meta(paths, space, settings)
+    trials_log = TrialsLog(paths.trials, space)
+    finished = trials_log.read()
+    base_seconds = max((t.cumulative_seconds for t in finished), default=0.0)
+    clock_origin = time.time() - base_seconds  # cumulative_seconds continue over resumes
+    if finished:
+        log.info("resuming the %s study with %d finished trials", settings.engine, len(finished))
+    if settings.n_workers == 1:
+        _work(space, objective, settings, paths, worker=0, clock_origin=clock_origin, replay=True)
+    else:
+        _run_workers(space, objective, settings, paths, clock_origin=clock_origin)
+    finished = trials_log.read()
+    best = write_best(paths.best, engine=settings.engine, trials=finished)
+    front: list[FinishedTrial] = []
+    if settings.multi_objective.enabled:
+        from serhpo.hpo.pareto import write_pareto  # matplotlib only when asked for
+
+        front = write_pareto(
+            out_dir, finished, space, title=f"{settings.engine}: validation BCA against time"
+        )
+    log.info(
+        "%s study: %d trials, best BCA %.4f (trial %d)",
+        settings.engine,
+        len(finished),
+        best["value"],
+        best["trial"],
+    )
+    return StudyOutcome(trials=finished, best=best, paths=paths, pareto=front)
+
+
+def _check_meta(paths: StudyPaths, space: SearchSpace, settings: HpoSettings) -> None:
+    """Record what the study started with; refuse to resume it with another engine or space."""
+    current = {
+        "engine": settings.engine,
+        "seed": settings.seed,
+        "multi_objective": settings.multi_objective.enabled,
+        "search_space": [
+            {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(p).items()}
+            for p in space
+        ],
+    }
+    if paths.meta.exists():
+        started = yaml.safe_load(paths.meta.read_text()) or {}
+        for key in ("engine", "search_space", "multi_objective"):
+            if started.get(key) != current[key]:
+                raise UserError(
+                    f"{paths.out_dir} holds a study started with {key} = {started.get(key)!r}; "
+                    f"this run asks for {current[key]!r}. Use another --out folder for the new "
+                    f"study, or delete {paths.out_dir} to start it afresh."
+                )
+        if started.get("seed") != settings.seed:
+            log.warning(
+                "%s was started with seed %s; continuing it with seed %s",
+                paths.out_dir,
+                started.get("seed"),
+                settings.seed,
+            )
+        return
+    paths.state.mkdir(parents=True, exist_ok=True)
+    paths.meta.write_text(yaml.safe_dump(current, sort_keys=False))
+
+
+def _budget_spent(settings: HpoSettings, n_trials: int, clock_origin: float) -> str | None:
+    if settings.n_trials is not None and n_trials >= settings.n_trials:
+        return f"trial budget of {settings.n_trials} reached"
+    budget_min = settings.time_budget_min
+    if budget_min is not None and time.time() - clock_origin >= budget_min * 60:
+        return f"time budget of {settings.time_budget_min:g} min reached"
+    return None
+
+
+def _work(
+    space: SearchSpace,
+    objective: Objective,
+    settings: HpoSettings,
+    paths: StudyPaths,
+    *,
+    worker: int,
+    clock_origin: float,
+    replay: bool,
+) -> None:
+    """One process's loop: ask under the lock, run, append and tell under the lock."""
+    trials_log = TrialsLog(paths.trials, space)
+    engine = make_engine(space, settings, state_dir=paths.state, worker=worker)
+    rule = EarlyStopRule(settings.pruning)
+    try:
+        with file_lock(paths.lock):
+            finished = trials_log.read()
+            if replay:
+                engine.replay(finished)
+        progress = tqdm(
+            total=settings.n_trials,
+            initial=len(finished),
+            desc=f"hpo {settings.engine}" + (f" worker {worker}" if settings.n_workers > 1 else ""),
+            unit="trial",
+            disable=settings.n_workers > 1,
+        )
+        while True:
+            with file_lock(paths.lock):
+                finished = trials_log.read()
+                spent = _budget_spent(
+                    settings, len(finished) + engine.running_elsewhere(), clock_origin
+                )
+                proposal = None if spent else engine.ask()
+            if spent or proposal is None:
+                log.info("%s: %s", settings.engine, spent or "the grid is exhausted")
+                break
+            completed = [t.history for t in finished if t.status == TrialStatus.COMPLETE]
+            trial = run_trial(
+                objective,
+                proposal,
+                engine=engine,
+                rule=rule,
+                completed_histories=completed,
+                deadline=(
+                    None
+                    if settings.time_budget_min is None
+                    else clock_origin + settings.time_budget_min * 60
+                ),
+                clock_origin=clock_origin,
+                worker=worker,
+            )
+            with file_lock(paths.lock):
+                trial = trials_log.append(trial)
+                engine.tell(
+                    proposal,
+                    value=None if trial.status == TrialStatus.FAILED else trial.value,
+                    status=trial.status,
+                    seconds=trial.trial_seconds,
+                )
+                everything = trials_log.read()
+                if best_trial(everything) is not None:
+                    write_best(paths.best, engine=settings.engine, trials=everything)
+            progress.update(1)
+            log.info(
+                "%s trial %d: %s BCA %.4f in %.1f s%s",
+                settings.engine,
+                trial.trial,
+                trial.status,
+                trial.value,
+                trial.trial_seconds,
+                f" ({trial.reason})" if trial.reason else "",
+            )
+        progress.close()
+    finally:
+        engine.close()
+
+
+def run_trial(
+    objective: Objective,
+    proposal: Proposal,
+    *,
+    engine: Engine,
+    rule: EarlyStopRule,
+    completed_histories: Sequence[Sequence[float]] = (),
+    deadline: float | None = None,
+    clock_origin: float | None = None,
+    worker: int = 0,
+) -> FinishedTrial:
+    """Run one trial and describe how it ended (its ``trial`` number is set when logged).
+
+    The reporter handed to the objective records each epoch's score and answers True (stop)
+    when the trial is at chance level, when the engine's pruner (or the shared median rule)
+    says so, or when the study's time budget has run out. An exception or a non-finite score
+    makes the trial failed, with the reason; a :class:`UserError` (bad input, which every
+    trial would meet) and ``KeyboardInterrupt`` stop the study.
+    """
+    history: list[float] = []
+    stop_reason: str | None = None
+    stop_epoch = 0
+
+    def report(epoch: int, score: float) -> bool:
+        nonlocal stop_reason, stop_epoch
+        history.append(float(score))
+        if stop_reason is not None:
+            return True
+        if not math.isfinite(score):  # diverged: the trial fails whatever pruning says
+            stop_reason, stop_epoch = f"non-finite validation BCA after epoch {epoch}", epoch
+            return True
+        if rule.settings.enabled:
+            engine.report(proposal, epoch, score)
+        reason = rule.chance(epoch, score)
+        if reason is None and rule.applies(epoch):
+            if engine.native_pruning:
+                if engine.should_prune(proposal, epoch):
+                    reason = f"{engine.name}'s median pruner after epoch {epoch}: BCA {score:.3f}"
+            else:
+                reason = rule.median(epoch, score, completed_histories)
+        if reason is None and deadline is not None and time.time() >= deadline:
+            reason = f"the study's time budget ran out after epoch {epoch}"
+        stop_reason, stop_epoch = reason, epoch
+        return reason is not None
+
+    start = time.perf_counter()
+    try:
+        result = objective(dict(proposal.params), report)
+    except UserError:
+        raise  # bad input or config: every trial would fail the same way
+    except Exception as error:  # a failed trial must not end the study
+        log.warning("trial %s raised %s: %s", proposal.params, type(error).__name__, error)
+        result = TrialResult(
+            value=math.nan,
+            status=TrialStatus.FAILED,
+            reason=f"{type(error).__name__}: {error}",
+        )
+    seconds = time.perf_counter() - start
+    if stop_reason is not None and len(history) > stop_epoch:
+        log.warning(
+            "the objective went on after the study asked it to stop (%s); the trial counts "
+            "as run to its end",
+            stop_reason,
+        )
+        stop_reason = None
+    status, reason, value = _outcome(result, stop_reason)
+    return FinishedTrial(
+        trial=-1,
+        params=dict(proposal.params),
+        value=value,
+        status=status,
+        trial_seconds=seconds,
+        history=tuple(history or getattr(result, "history", ())),
+        engine_trial=proposal.engine_trial,
+        cumulative_seconds=seconds if clock_origin is None else time.time() - clock_origin,
+        reason=reason,
+        worker=worker,
+        extra=dict(getattr(result, "extra", {}) or {}),
+    )
+
+
+def _outcome(result: Any, stop_reason: str | None) -> tuple[TrialStatus, str, float]:
+    if not isinstance(result, TrialResult):
+        return (
+            TrialStatus.FAILED,
+            f"the objective returned {type(result).__name__}, expected a TrialResult",
+            math.nan,
+        )
+    if result.status == TrialStatus.FAILED:
+        return TrialStatus.FAILED, result.reason or "failed", math.nan
+    try:
+        value = float(result.value)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        return (
+            TrialStatus.FAILED,
+            f"the objective returned a non-finite score ({result.value!r})",
+            math.nan,
+        )
+    if stop_reason is not None:
+        return TrialStatus.PRUNED, stop_reason, value
+    if result.status == TrialStatus.PRUNED:
+        return TrialStatus.PRUNED, result.reason or "pruned by the objective", value
+    return TrialStatus.COMPLETE, result.reason, value
+
+
+def _run_workers(
+    space: SearchSpace,
+    objective: Objective,
+    settings: HpoSettings,
+    paths: StudyPaths,
+    *,
+    clock_origin: float,
+) -> None:
+    """Reconcile the shared study once, then run ``n_workers`` processes on it."""
+    engine = make_engine(space, settings, state_dir=paths.state, worker=0)
+    with file_lock(paths.lock):
+        engine.replay(TrialsLog(paths.trials, space).read())
+    engine.close()
+    # spawn, not fork: the parent may hold threads (torch, BLAS) that fork would copy broken.
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(
+            target=_worker_entry,
+            args=(space, objective, settings, paths),
+            kwargs={
+                "worker": worker,
+                "clock_origin": clock_origin,
+                "log_level": logging.getLogger().getEffectiveLevel(),
+            },
+            name=f"hpo-{settings.engine}-worker-{worker}",
+        )
+        for worker in range(settings.n_workers)
+    ]
+    # A scheduler stops a job with SIGTERM: take the workers down too, rather than leave them
+    # running trials that a resumed study would count as interrupted.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if in_main_thread else None
+    try:
+        for process in workers:
+            process.start()
+        for process in workers:
+            process.join()
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+        for process in workers:
+            if process.is_alive():
+                process.terminate()
+                process.join()
+    failed = [p.name for p in workers if p.exitcode != 0]
+    if failed:
+        raise RuntimeError(
+            f"worker processes {failed} stopped with an error (see the log above); run the "
+            f"study again to resume it"
+        )
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _worker_entry(
+    space: SearchSpace,
+    objective: Objective,
+    settings: HpoSettings,
+    paths: StudyPaths,
+    *,
+    worker: int,
+    clock_origin: float,
+    log_level: int,
+) -> None:
+    """A worker process: log like the parent, then run the shared loop without replaying."""
+    logging.basicConfig(
+        level=log_level,
+        format=f"%(asctime)s %(levelname)s %(name)s [worker {worker}]: %(message)s",
+    )
+    _work(space, objective, settings, paths, worker=worker, clock_origin=clock_origin, replay=False)
+
+
+@dataclass
+class TrainerObjective:
+    """The trainer's objective, built once per process on its first trial (picklable).
+
+    Attributes:
+        config: the merged config.
+        split_csv: the tuning corpus' split CSV.
+        options: more keyword arguments of ``build_objective`` (``cache_dir``,
+            ``backbone_dir``).
+    """
+
+    config: dict[str, Any]
+    split_csv: Path
+    options: dict[str, Any] = field(default_factory=dict)
+    _built: Objective | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __call__(self, params: dict[str, Any], report: EpochReporter) -> TrialResult:
+        if self._built is None:
+            self._built = trainer_builder()(self.config, split_csv=self.split_csv, **self.options)
+        return self._built(params, report)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_built": None}
+
+
+def trainer_builder() -> Callable[..., Objective]:
+    """``serhpo.training.build_objective``, or a UserError that says what to do instead."""
+    try:
+        from serhpo.training import build_objective
+    except ImportError as error:
+        raise UserError(
+            f"--objective trainer needs serhpo.training.build_objective(config, *, split_csv), "
+            f"which is not available ({error}). Install the trainer (pip install -e .), or use "
+            f"--objective synthetic to run the study on a cheap stand-in objective."
+        ) from error
+    return build_objective
+
+
+def read_config(paths: Sequence[Path]) -> dict[str, Any]:
+    """Read config files with ``yaml.safe_load``; later files override earlier ones key by key.
+
+    Schema defaults are filled in, and the keys the files set are validated against the
+    schema (a study needs no ``corpora``); ``hpo`` and ``search_space`` are also checked by
+    :class:`HpoSettings` and :class:`SearchSpace`.
+
+    Raises:
+        UserError: a missing or unreadable file, or a key the schema rejects.
+    """
+    from serhpo.config import deep_merge, load_schema, validate_config, with_defaults
+
+    merged: dict[str, Any] = {}
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"config file {path} does not exist; pass an existing --config file.")
+        try:
+            content = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise UserError(f"config file {path} is not valid YAML: {error}") from error
+        if not isinstance(content, Mapping):
+            raise UserError(
+                f"config file {path} holds {type(content).__name__}; expected a mapping."
+            )
+        merged = deep_merge(merged, content)
+    schema = load_schema()
+    completed = with_defaults(merged, schema)
+    known = schema.get("properties", {})
+    validate_config({key: completed[key] for key in merged if key in known}, schema)
+    return completed
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``serhpo hpo``."""
+    parser.add_argument("--engine", required=True, choices=ENGINE_NAMES, help="HPO engine")
+    parser.add_argument(
+        "--config",
+        action="append",
+        type=Path,
+        required=True,
+        metavar="CONFIG.yaml",
+        help="config file; repeat it to override keys (later files win, key by key)",
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="study folder (rerun with it to resume)"
+    )
+    parser.add_argument(
+        "--objective",
+        choices=("trainer", "synthetic"),
+        default="trainer",
+        help="trainer: fine-tune on --split (default); synthetic: a cheap stand-in with a "
+        "known optimum",
+    )
+    parser.add_argument("--split", type=Path, help="split CSV of the tuning corpus (trainer)")
+    parser.add_argument("--cache-dir", type=Path, help="feature cache root (trainer)")
+    parser.add_argument("--backbone-dir", type=Path, help="the pretrained model's folder (trainer)")
+    parser.add_argument("--n-trials", type=int, help="override hpo.n_trials")
+    parser.add_argument("--time-budget-min", type=float, help="override hpo.time_budget_min")
+    parser.add_argument("--seed", type=int, help="override seed")
+    parser.add_argument("--n-workers", type=int, help="override hpo.n_workers")
+    parser.add_argument(
+        "--epoch-seconds",
+        type=float,
+        default=0.0,
+        help="synthetic objective: seconds slept per epoch at maxlen 80000",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``serhpo hpo``; print the best trial."""
+    config = read_config(args.config)
+    space = SearchSpace.from_config(config.get("search_space"))
+    settings = HpoSettings.from_config(config, engine=args.engine).with_overrides(
+        n_trials=args.n_trials,
+        time_budget_min=args.time_budget_min,
+        seed=args.seed,
+        n_workers=args.n_workers,
+    )
+    objective: Objective
+    if args.objective == "synthetic":
+        from serhpo.hpo.synthetic_objective import SyntheticObjective
+
+        objective = SyntheticObjective(seed=settings.seed, epoch_seconds=args.epoch_seconds)
+    else:
+        if args.split is None or not args.split.is_file():
+            raise UserError(
+                f"--objective trainer needs --split with the tuning corpus' split CSV; found "
+                f"{args.split}. Run `serhpo split` first, or pass --objective synthetic."
+            )
+        trainer_builder()  # fail now, not in the first trial
+        options = {"cache_dir": args.cache_dir, "backbone_dir": args.backbone_dir}
+        objective = TrainerObjective(
+            config=config,
+            split_csv=args.split,
+            options={key: value for key, value in options.items() if value is not None},
+        )
+    outcome = run_study(space, objective, settings, out_dir=args.out)
+    print(yaml.safe_dump(outcome.best, sort_keys=False), end="")
+    return 0
