@@ -7,6 +7,10 @@ configfile: "config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/hpo.smk"
+include: "workflow/rules/final.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -14,3 +18,4 @@ rule all:
     input:
         manifests=expand(rules.prepare_corpus.output.manifest, corpus=CORPORA),
         splits=expand(rules.split_corpus.output.split, corpus=CORPORA),
+        report=rules.report.output,

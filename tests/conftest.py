@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CORPORA = REPO_ROOT.parent / "shared" / "corpora"
@@ -16,3 +21,43 @@ def shared_corpora() -> Path:
     if not SHARED_CORPORA.is_dir():
         pytest.skip("../shared/corpora is not present on this machine")
     return SHARED_CORPORA
+
+
+# ---- running Snakemake on a temporary copy of the workflow -------------------------------
+# A copy keeps the project's own results/ and resources/ untouched.
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def copy_workflow(target: Path) -> Path:
+    """Copy the files Snakemake reads (not the package, which is installed) into ``target``."""
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(REPO_ROOT / name, target / name)
+    for folder in ("workflow/rules", "workflow/schemas", "workflow/report", "profiles", "envs"):
+        if (REPO_ROOT / folder).is_dir():
+            shutil.copytree(REPO_ROOT / folder, target / folder)
+    return target
+
+
+def run_snakemake(
+    workdir: Path, *args: str, configs: list[dict] | None = None
+) -> subprocess.CompletedProcess:
+    """Run the demo's config plus ``configs`` (written as extra-N.yaml) in ``workdir``."""
+    files = ["config.yaml", "profiles/demo/demo-config.yaml"]
+    for number, extra in enumerate(configs or []):
+        path = workdir / f"extra-{number}.yaml"
+        path.write_text(yaml.safe_dump(extra))
+        files.append(path.name)
+    return subprocess.run(
+        [*SNAKEMAKE, "--cores", "2", "--configfile", *files, *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+
+
+@pytest.fixture(scope="session")
+def snakemake_tools() -> SimpleNamespace:
+    """Helpers for tests that run the workflow: copy_workflow, run and the command."""
+    return SimpleNamespace(copy=copy_workflow, run=run_snakemake, command=SNAKEMAKE)

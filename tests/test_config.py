@@ -3,7 +3,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from serhpo.config import deep_merge, load_config, load_schema, validate_config, with_defaults
+from serhpo.config import (
+    deep_merge,
+    load_config,
+    load_schema,
+    read_stage_config,
+    validate_config,
+    with_defaults,
+)
 from serhpo.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,3 +71,26 @@ def test_defaults_fill_entries_under_additional_properties() -> None:
     assert completed["corpora"]["mine"]["role"] == "zero_shot"
     assert completed["corpora"]["mine"]["synthetic"]["speakers"] == 10
     validate_config(completed, load_schema())
+
+
+def test_stage_config_merges_files_then_json_and_checks_only_what_is_set(tmp_path: Path) -> None:
+    first = write(tmp_path, "a.yaml", {"split": {"strategy": "speaker"}, "seed": 1})
+    second = write(tmp_path, "b.yaml", {"seed": 2})
+    config = read_stage_config([first, second], '{"report": {"paper_figures": false}}')
+    assert config["seed"] == 2 and config["split"]["strategy"] == "speaker"
+    assert config["report"] == {"thresholds": [0.8, 0.9], "paper_figures": False}
+    assert config["corpora"] == {}  # not set, not checked: a stage may not need it
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("{seed: 1}", "not JSON"), ("[1, 2]", "expected a JSON object"), ('{"sed": 1}', "sed")],
+)
+def test_stage_config_json_errors_say_what_was_found(text: str, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        read_stage_config([], text)
+
+
+def test_stage_config_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="missing.yaml does not exist"):
+        read_stage_config([tmp_path / "missing.yaml"])

@@ -7,17 +7,13 @@ project's own results/ and resources/ are never touched.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.snakemake
 
 # Small enough to keep the suite fast, big enough for a speaker split (3 parts).
@@ -28,32 +24,7 @@ SMALL = {
     },
     "split": {"strategy": "speaker"},
 }
-
-
-def copy_workflow(target: Path) -> Path:
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(REPO / name, target / name)
-    for folder in ("workflow/rules", "workflow/schemas", "workflow/report", "profiles", "envs"):
-        if (REPO / folder).is_dir():
-            shutil.copytree(REPO / folder, target / folder)
-    return target
-
-
-def snakemake(
-    workdir: Path, *args: str, configs: list[dict] | None = None
-) -> subprocess.CompletedProcess:
-    files = ["config.yaml", "profiles/demo/demo-config.yaml"]
-    for number, extra in enumerate(configs or []):
-        path = workdir / f"extra-{number}.yaml"
-        path.write_text(yaml.safe_dump(extra))
-        files.append(path.name)
-    return subprocess.run(
-        [*SNAKEMAKE, "--cores", "2", "--configfile", *files, *args],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+DATA_TARGETS = [f"results/splits/{c}.csv" for c in ("emodb", "ravdess", "cremad")]
 
 
 def planned_jobs(output: str) -> dict[str, int]:
@@ -63,16 +34,20 @@ def planned_jobs(output: str) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def built_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    workdir = copy_workflow(tmp_path_factory.mktemp("demo"))
-    result = snakemake(workdir, configs=[SMALL])
+def built_demo(tmp_path_factory: pytest.TempPathFactory, snakemake_tools) -> Path:
+    workdir = snakemake_tools.copy(tmp_path_factory.mktemp("demo"))
+    result = snakemake_tools.run(workdir, *DATA_TARGETS, configs=[SMALL])
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir
 
 
-def test_lint_is_clean() -> None:
+def test_lint_is_clean(snakemake_tools) -> None:
     result = subprocess.run(
-        [*SNAKEMAKE, "--lint"], cwd=REPO, capture_output=True, text=True, timeout=300
+        [*snakemake_tools.command, "--lint"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Lints for" not in result.stdout + result.stderr
@@ -91,24 +66,24 @@ def test_demo_builds_manifests_and_splits_of_three_corpora(built_demo: Path) -> 
         assert (manifest["path"].map(lambda p: (built_demo / p).is_file())).all()
 
 
-def test_changing_a_split_key_reruns_only_the_split(built_demo: Path) -> None:
+def test_changing_a_split_key_reruns_only_the_split(built_demo: Path, snakemake_tools) -> None:
     changed = {**SMALL, "split": {"strategy": "speaker", "valid_fraction": 0.3}}
-    result = snakemake(built_demo, "-n", configs=[changed])
+    result = snakemake_tools.run(built_demo, "-n", *DATA_TARGETS, configs=[changed])
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result.stdout)
     assert jobs.get("split_corpus") == 3
     assert "prepare_corpus" not in jobs and "synthesize_corpus" not in jobs
 
 
-def test_nothing_reruns_when_nothing_changed(built_demo: Path) -> None:
-    result = snakemake(built_demo, "-n", configs=[SMALL])
+def test_nothing_reruns_when_nothing_changed(built_demo: Path, snakemake_tools) -> None:
+    result = snakemake_tools.run(built_demo, "-n", *DATA_TARGETS, configs=[SMALL])
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-def test_a_bad_config_key_stops_before_any_work(tmp_path: Path) -> None:
-    workdir = copy_workflow(tmp_path)
-    result = snakemake(workdir, configs=[{"split": {"strategy": "random"}}])
+def test_a_bad_config_key_stops_before_any_work(tmp_path: Path, snakemake_tools) -> None:
+    workdir = snakemake_tools.copy(tmp_path)
+    result = snakemake_tools.run(workdir, configs=[{"split": {"strategy": "random"}}])
     assert result.returncode != 0
     assert "'random' is not one of ['stratified', 'speaker']" in result.stderr
     assert not (workdir / "results").exists() and not (workdir / "resources").exists()

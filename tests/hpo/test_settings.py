@@ -74,3 +74,9 @@ def test_overrides_replace_only_given_values_and_are_checked() -> None:
     assert settings.with_overrides(n_trials=4, seed=None).n_trials == 4
     with pytest.raises(UserError, match="n_workers"):
         HpoSettings(engine="ax").with_overrides(n_workers=2)
+
+
+def test_grid_budget_full_gives_the_grid_engine_the_whole_grid() -> None:
+    config = {"hpo": {"n_trials": 15, "grid_budget": "full"}}
+    assert HpoSettings.from_config(config, engine="grid").n_trials is None
+    assert HpoSettings.from_config(config, engine="optuna").n_trials == 15

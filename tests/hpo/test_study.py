@@ -408,3 +408,28 @@ def test_the_cli_explains_a_missing_trainer(
     assert "serhpo.training.build_objective" in message and "--objective synthetic" in message
     assert main(arguments) == 2
     assert "--split" in capsys.readouterr().err
+
+
+def test_a_study_resumes_only_with_the_same_trial_inputs(tmp_path: Path) -> None:
+    out = tmp_path / "study"
+    settings = HpoSettings(engine="random", n_trials=3)
+    run_study(SPACE, SyntheticObjective(), settings, out_dir=out, trial_inputs={"split": "a"})
+    first = params_of(out)
+    # A larger budget extends the same study.
+    more = HpoSettings(engine="random", n_trials=5)
+    run_study(SPACE, SyntheticObjective(), more, out_dir=out, trial_inputs={"split": "a"})
+    assert params_of(out)[:3] == first and len(params_of(out)) == 5
+    # Another split: refused by default, set aside and restarted on request.
+    with pytest.raises(UserError, match="trial_inputs"):
+        run_study(SPACE, SyntheticObjective(), more, out_dir=out, trial_inputs={"split": "b"})
+    run_study(
+        SPACE,
+        SyntheticObjective(),
+        settings,
+        out_dir=out,
+        trial_inputs={"split": "b"},
+        restart_on_change=True,
+    )
+    assert len(params_of(out)) == 3
+    (aside,) = tmp_path.glob("study.replaced-*")
+    assert len(params_of(aside)) == 5

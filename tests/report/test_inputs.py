@@ -13,8 +13,6 @@ import yaml
 from serhpo.errors import UserError
 from serhpo.report.inputs import (
     ReportSettings,
-    config_from_json,
-    load_config_files,
     read_evaluation,
     read_study,
     read_trials,
@@ -84,21 +82,6 @@ def test_settings_read_every_key_they_use():
 def test_settings_reject_bad_values_naming_the_key(config, key):
     with pytest.raises(UserError, match=key):
         ReportSettings.from_config(config)
-
-
-def test_config_files_merge_key_by_key_later_files_winning(tmp_path):
-    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
-    first.write_text(
-        yaml.safe_dump({"split": {"strategy": "speaker"}, "report": {"thresholds": [0.7]}})
-    )
-    second.write_text(yaml.safe_dump({"report": {"paper_figures": False}}))
-    merged = load_config_files([first, second])
-    assert merged == {
-        "split": {"strategy": "speaker"},
-        "report": {"thresholds": [0.7], "paper_figures": False},
-    }
-    with pytest.raises(UserError, match="cannot be read"):
-        load_config_files([tmp_path / "missing.yaml"])
 
 
 def test_trials_are_read_with_numbers_and_lower_case_status(tmp_path):
@@ -177,13 +160,3 @@ def test_an_evaluation_without_optional_scores_gets_nan(tmp_path):
 def test_broken_evaluations_are_refused(tmp_path, changes, message):
     with pytest.raises(UserError, match=message):
         read_evaluation(_eval_json(tmp_path / "e.json", **changes))
-
-
-def test_config_json_is_one_object_or_a_user_error():
-    assert config_from_json('{"report": {"paper_figures": false}}') == {
-        "report": {"paper_figures": False}
-    }
-    with pytest.raises(UserError, match="not JSON"):
-        config_from_json("{report: no}")
-    with pytest.raises(UserError, match="expected a JSON object"):
-        config_from_json("[1, 2]")

@@ -1,5 +1,6 @@
 # Config validation and the small helpers every stage's rules share.
 import json
+from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
@@ -53,3 +54,71 @@ def prepare_expect_count(corpus):
 def as_json(value):
     """A config value as a compact JSON string, for passing to the serhpo CLI."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+# ---- models, HPO, final models and the report ----------------------------------------------
+
+BACKBONE = config["backbone"]["name"]
+ENGINES = config["hpo"]["engines"]
+TUNE_CORPORA = [c for c in CORPORA if corpus_config(c)["role"] == "tune"]
+if len(TUNE_CORPORA) != 1:
+    raise ValueError(
+        f"config: exactly one corpus needs role: tune (HPO and final training use it); found "
+        f"{TUNE_CORPORA or 'none'}. Set corpora.<name>.role: tune on one corpus."
+    )
+TUNE_CORPUS = TUNE_CORPORA[0]
+# wav2vec2 backbones bring their own IEMOCAP head: the paper's zero-shot "pretrained" row.
+MODELS = ENGINES + (["pretrained"] if BACKBONE in ("wav2vec2", "tiny_wav2vec2") else [])
+
+
+wildcard_constraints:
+    engine="|".join(ENGINES),
+    model="|".join(MODELS),
+
+
+def backbone_dir():
+    """The backbone folder a stage reads ([] for families without one)."""
+    if BACKBONE not in ("wav2vec2", "tiny_wav2vec2"):
+        return []
+    if config["backbone"]["dir"]:
+        return config["backbone"]["dir"]
+    if BACKBONE == "tiny_wav2vec2":
+        return rules.build_tiny_backbone.output.backbone
+    return rules.fetch_backbone.output.backbone
+
+
+def backbone_option(wildcards, input):
+    return f"--backbone-dir {input.backbone}" if input.backbone else ""
+
+
+def cache_root(summary):
+    """The feature cache root: a summary sits at {root}/{corpus}/{backbone}.summary.json."""
+    return str(Path(summary).parent.parent)
+
+
+def evaluated_model(wildcards):
+    """A final model's folder; the pretrained row reads the backbone instead."""
+    if wildcards.model == "pretrained":
+        return []
+    return rules.retrain_final.output.model.format(engine=wildcards.model)
+
+
+def cached_maxlens():
+    """maxlen values the trials will ask for, so the cache holds them before the studies start."""
+    space = config["search_space"].get("maxlen")
+    if space and space.get("type") == "choice":
+        values = space["choices"]
+    elif space:
+        return "none"  # a numeric range: computed on demand by the trials
+    else:
+        values = [config["training"]["maxlen"]]
+    return " ".join("none" if value is None else str(value) for value in values)
+
+
+def stage_settings(*keys, drop=()):
+    """The config keys a stage reads, as JSON: editing any other key does not rerun the stage."""
+    settings = {key: config[key] for key in keys}
+    for dotted in drop:
+        section, key = dotted.split(".")
+        settings[section] = {k: v for k, v in settings[section].items() if k != key}
+    return as_json(settings)

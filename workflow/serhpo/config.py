@@ -8,7 +8,9 @@ at start, and :func:`with_defaults` fills defaults the same way for keys nested 
 
 from __future__ import annotations
 
+import argparse
 import copy
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -107,4 +109,71 @@ def load_config(paths: Sequence[Path], *, schema_path: Path = SCHEMA_PATH) -> di
     schema = load_schema(schema_path)
     completed = with_defaults(merged, schema)
     validate_config(completed, schema)
+    return completed
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--config FILE`` (repeatable) and ``--config-json JSON`` to a stage's parser.
+
+    Snakemake rules pass ``--config-json`` with only the keys a stage reads, so that editing
+    another key does not rerun the stage; by hand, ``--config config.yaml`` is simpler.
+    """
+    parser.add_argument(
+        "--config",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="CONFIG.yaml",
+        help="config file; repeat it to override keys (later files win, key by key)",
+    )
+    parser.add_argument(
+        "--config-json",
+        metavar="JSON",
+        help="config keys as one JSON object, merged over the --config files",
+    )
+
+
+def read_stage_config(
+    files: Sequence[Path], config_json: str | None = None, *, schema_path: Path = SCHEMA_PATH
+) -> dict[str, Any]:
+    """Merge a stage's ``--config`` files and ``--config-json``, fill defaults, check what is set.
+
+    Only the top-level keys that were given are validated, since a stage needs only some of
+    them (a study needs no ``corpora``); defaults fill the rest.
+
+    Raises:
+        UserError: a missing or unreadable file, bad JSON, or a key the schema rejects.
+
+    Example:
+        >>> read_stage_config([], '{"seed": 3}')["seed"]
+        3
+    """
+    merged: dict[str, Any] = {}
+    for path in files:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"config file {path} does not exist; pass an existing --config file.")
+        try:
+            content = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise UserError(f"config file {path} is not valid YAML: {error}") from None
+        if not isinstance(content, Mapping):
+            raise UserError(
+                f"config file {path} holds {type(content).__name__}; expected a mapping."
+            )
+        merged = deep_merge(merged, content)
+    if config_json:
+        try:
+            extra = json.loads(config_json)
+        except json.JSONDecodeError as error:
+            raise UserError(
+                f"--config-json: found {config_json[:80]!r}, which is not JSON ({error}); "
+                "expected one JSON object of config keys."
+            ) from None
+        if not isinstance(extra, Mapping):
+            raise UserError(f"--config-json: found {type(extra).__name__}; expected a JSON object.")
+        merged = deep_merge(merged, extra)
+    schema = load_schema(schema_path)
+    completed = with_defaults(merged, schema)
+    validate_config({key: completed[key] for key in merged}, schema)
     return completed

@@ -26,6 +26,7 @@ MULTI_OBJECTIVE_SAMPLERS: tuple[str, ...] = ("tpe", "nsga2")
 _HPO_KEYS = {
     "engines",
     "n_trials",
+    "grid_budget",
     "time_budget_min",
     "n_sobol",
     "n_startup_trials",
@@ -134,7 +135,11 @@ class HpoSettings:
         settings = cls(
             engine=engine,
             seed=_integer(config.get("seed", 0), "seed", minimum=0),
-            n_trials=_integer(hpo.get("n_trials", 15), "hpo.n_trials", minimum=1, null=True),
+            n_trials=(
+                None  # the whole grid: the paper's baseline
+                if engine == "grid" and hpo.get("grid_budget", "same") == "full"
+                else _integer(hpo.get("n_trials", 15), "hpo.n_trials", minimum=1, null=True)
+            ),
             time_budget_min=_number(hpo.get("time_budget_min"), "hpo.time_budget_min"),
             n_sobol=_integer(hpo.get("n_sobol", 5), "hpo.n_sobol", minimum=1),
             n_startup_trials=_integer(

@@ -24,6 +24,8 @@ Example:
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 import math
 import multiprocessing
@@ -38,6 +40,7 @@ from typing import Any
 import yaml
 from tqdm import tqdm
 
+from serhpo.config import add_config_arguments, read_stage_config
 from serhpo.errors import UserError
 from serhpo.hpo.engine import Engine, FinishedTrial, Proposal, make_engine
 from serhpo.hpo.pruning import EarlyStopRule
@@ -101,6 +104,8 @@ def run_study(
     settings: HpoSettings,
     *,
     out_dir: Path,
+    trial_inputs: Mapping[str, Any] | None = None,
+    restart_on_change: bool = False,
 ) -> StudyOutcome:
     """Run (or resume) one engine's study until its budget is spent.
 
@@ -111,6 +116,11 @@ def run_study(
         settings: engine, seed, budgets, pruning, multi-objective, workers.
         out_dir: the study's folder; trials already in its trials.csv are kept and count
             towards the budget.
+        trial_inputs: what a trial's score depends on besides its parameters (the split's
+            checksum, the fixed training settings ...); a study is resumed only with the same.
+        restart_on_change: when the folder holds a study started with another engine, space
+            or ``trial_inputs``, move it aside (``<out_dir>.replaced-<time>``) and start afresh
+            instead of refusing. Budgets may change either way: a larger one extends the study.
 
     Returns:
         The study's trials, best trial and paths.
@@ -127,7 +137,9 @@ def run_study(
         5
     """
     paths = StudyPaths(out_dir)
-    _check_meta(paths, space, settings)
+    _check_meta(
+        paths, space, settings, trial_inputs=trial_inputs, restart_on_change=restart_on_change
+    )
     trials_log = TrialsLog(paths.trials, space)
     finished = trials_log.read()
     base_seconds = max((t.cumulative_seconds for t in finished), default=0.0)
@@ -157,8 +169,15 @@ def run_study(
     return StudyOutcome(trials=finished, best=best, paths=paths, pareto=front)
 
 
-def _check_meta(paths: StudyPaths, space: SearchSpace, settings: HpoSettings) -> None:
-    """Record what the study started with; refuse to resume it with another engine or space."""
+def _check_meta(
+    paths: StudyPaths,
+    space: SearchSpace,
+    settings: HpoSettings,
+    *,
+    trial_inputs: Mapping[str, Any] | None = None,
+    restart_on_change: bool = False,
+) -> None:
+    """Record what the study started with; refuse (or set aside) a study started otherwise."""
     current = {
         "engine": settings.engine,
         "seed": settings.seed,
@@ -167,24 +186,43 @@ def _check_meta(paths: StudyPaths, space: SearchSpace, settings: HpoSettings) ->
             {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(p).items()}
             for p in space
         ],
+        "trial_inputs": json.loads(json.dumps(dict(trial_inputs or {}), sort_keys=True)),
     }
     if paths.meta.exists():
         started = yaml.safe_load(paths.meta.read_text()) or {}
-        for key in ("engine", "search_space", "multi_objective"):
-            if started.get(key) != current[key]:
-                raise UserError(
-                    f"{paths.out_dir} holds a study started with {key} = {started.get(key)!r}; "
-                    f"this run asks for {current[key]!r}. Use another --out folder for the new "
-                    f"study, or delete {paths.out_dir} to start it afresh."
-                )
-        if started.get("seed") != settings.seed:
-            log.warning(
-                "%s was started with seed %s; continuing it with seed %s",
-                paths.out_dir,
-                started.get("seed"),
-                settings.seed,
+        started.setdefault("trial_inputs", {})
+        changed = [
+            key
+            for key in ("engine", "search_space", "multi_objective", "trial_inputs")
+            if started.get(key) != current[key]
+        ]
+        if changed and restart_on_change:
+            aside = paths.out_dir.with_name(
+                f"{paths.out_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
             )
-        return
+            paths.out_dir.rename(aside)
+            log.warning(
+                "%s was started with another %s; moved it to %s and starting afresh",
+                paths.out_dir,
+                " and ".join(changed),
+                aside,
+            )
+        elif changed:
+            key = changed[0]
+            raise UserError(
+                f"{paths.out_dir} holds a study started with {key} = {started.get(key)!r}; "
+                f"this run asks for {current[key]!r}. Use another --out folder for the new "
+                f"study, or delete {paths.out_dir} to start it afresh."
+            )
+        else:
+            if started.get("seed") != settings.seed:
+                log.warning(
+                    "%s was started with seed %s; continuing it with seed %s",
+                    paths.out_dir,
+                    started.get("seed"),
+                    settings.seed,
+                )
+            return
     paths.state.mkdir(parents=True, exist_ok=True)
     paths.meta.write_text(yaml.safe_dump(current, sort_keys=False))
 
@@ -494,49 +532,10 @@ def trainer_builder() -> Callable[..., Objective]:
     return build_objective
 
 
-def read_config(paths: Sequence[Path]) -> dict[str, Any]:
-    """Read config files with ``yaml.safe_load``; later files override earlier ones key by key.
-
-    Schema defaults are filled in, and the keys the files set are validated against the
-    schema (a study needs no ``corpora``); ``hpo`` and ``search_space`` are also checked by
-    :class:`HpoSettings` and :class:`SearchSpace`.
-
-    Raises:
-        UserError: a missing or unreadable file, or a key the schema rejects.
-    """
-    from serhpo.config import deep_merge, load_schema, validate_config, with_defaults
-
-    merged: dict[str, Any] = {}
-    for path in paths:
-        if not path.is_file():
-            raise UserError(f"config file {path} does not exist; pass an existing --config file.")
-        try:
-            content = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise UserError(f"config file {path} is not valid YAML: {error}") from error
-        if not isinstance(content, Mapping):
-            raise UserError(
-                f"config file {path} holds {type(content).__name__}; expected a mapping."
-            )
-        merged = deep_merge(merged, content)
-    schema = load_schema()
-    completed = with_defaults(merged, schema)
-    known = schema.get("properties", {})
-    validate_config({key: completed[key] for key in merged if key in known}, schema)
-    return completed
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``serhpo hpo``."""
     parser.add_argument("--engine", required=True, choices=ENGINE_NAMES, help="HPO engine")
-    parser.add_argument(
-        "--config",
-        action="append",
-        type=Path,
-        required=True,
-        metavar="CONFIG.yaml",
-        help="config file; repeat it to override keys (later files win, key by key)",
-    )
+    add_config_arguments(parser)
     parser.add_argument(
         "--out", type=Path, required=True, help="study folder (rerun with it to resume)"
     )
@@ -551,6 +550,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, help="feature cache root (trainer)")
     parser.add_argument("--backbone-dir", type=Path, help="the pretrained model's folder (trainer)")
     parser.add_argument("--n-trials", type=int, help="override hpo.n_trials")
+    parser.add_argument(
+        "--restart-on-change",
+        action="store_true",
+        help="when --out holds a study started with another engine, space, split or training "
+        "settings, move it aside and start afresh (default: refuse)",
+    )
     parser.add_argument("--time-budget-min", type=float, help="override hpo.time_budget_min")
     parser.add_argument("--seed", type=int, help="override seed")
     parser.add_argument("--n-workers", type=int, help="override hpo.n_workers")
@@ -562,9 +567,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _trial_inputs(config: Mapping[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """What a trial's score depends on besides its parameters: resume only with the same."""
+    inputs: dict[str, Any] = {"objective": args.objective, "seed": config.get("seed", 0)}
+    if args.objective == "trainer":
+        inputs["split_sha256"] = hashlib.sha256(Path(args.split).read_bytes()).hexdigest()
+        for key in ("target_labels", "backbone", "model", "training"):
+            inputs[key] = config.get(key)
+    return inputs
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``serhpo hpo``; print the best trial."""
-    config = read_config(args.config)
+    config = read_stage_config(args.config, args.config_json)
     space = SearchSpace.from_config(config.get("search_space"))
     settings = HpoSettings.from_config(config, engine=args.engine).with_overrides(
         n_trials=args.n_trials,
@@ -590,6 +605,13 @@ def run(args: argparse.Namespace) -> int:
             split_csv=args.split,
             options={key: value for key, value in options.items() if value is not None},
         )
-    outcome = run_study(space, objective, settings, out_dir=args.out)
+    outcome = run_study(
+        space,
+        objective,
+        settings,
+        out_dir=args.out,
+        trial_inputs=_trial_inputs(config, args),
+        restart_on_change=args.restart_on_change,
+    )
     print(yaml.safe_dump(outcome.best, sort_keys=False), end="")
     return 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from serhpo.config import deep_merge
 from serhpo.errors import UserError
 from serhpo.hpo.settings import ENGINE_NAMES
 from serhpo.hpo.space import DEFAULT_SEARCH_SPACE
@@ -139,49 +138,6 @@ class ReportSettings:
             ),
             n_classes=max(2, len(config.get("target_labels") or [None] * 7)),
         )
-
-
-def load_config_files(paths: Sequence[Path]) -> dict[str, Any]:
-    """Read and merge config files key by key (later files win), as Snakemake does.
-
-    Example:
-        >>> load_config_files([])
-        {}
-    """
-    merged: dict[str, Any] = {}
-    for path in paths:
-        try:
-            with open(path) as stream:
-                loaded = yaml.safe_load(stream) or {}
-        except OSError as error:
-            raise UserError(
-                f"config file {path} cannot be read ({error}); pass an existing YAML file."
-            ) from error
-        if not isinstance(loaded, Mapping):
-            raise UserError(
-                f"config file {path}: found {type(loaded).__name__}; expected a mapping."
-            )
-        merged = deep_merge(merged, loaded)
-    return merged
-
-
-def config_from_json(text: str) -> dict[str, Any]:
-    """Parse config keys passed as one JSON object (what a Snakemake rule passes on).
-
-    Example:
-        >>> config_from_json('{"split": {"strategy": "speaker"}}')
-        {'split': {'strategy': 'speaker'}}
-    """
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise UserError(
-            f"--config-json: found {text[:80]!r}, which is not JSON ({error}); expected one JSON "
-            'object such as \'{"split": {"strategy": "speaker"}}\'.'
-        ) from error
-    if not isinstance(config, dict):
-        raise UserError(f"--config-json: found {type(config).__name__}; expected a JSON object.")
-    return config
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from serhpo.config import deep_merge
+from serhpo.config import add_config_arguments, read_stage_config
 from serhpo.errors import UserError
 from serhpo.report import markdown, plots, tables
 from serhpo.report.inputs import (
@@ -24,8 +24,6 @@ from serhpo.report.inputs import (
     Evaluation,
     ReportSettings,
     Study,
-    config_from_json,
-    load_config_files,
     read_evaluation,
     read_study,
 )
@@ -149,20 +147,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="JSON",
         help="results/eval/{model}/{corpus}.json files",
     )
-    parser.add_argument(
-        "--config",
-        action="append",
-        type=Path,
-        default=[],
-        metavar="YAML",
-        help="config file; repeat to merge several (later files win)",
-    )
-    parser.add_argument(
-        "--config-json",
-        metavar="JSON",
-        help="config keys as one JSON object, merged over the --config files (what the Snakemake "
-        "rule passes, so that Snakemake reruns the report when one of these keys changes)",
-    )
+    add_config_arguments(parser)
     parser.add_argument(
         "--out",
         type=Path,
@@ -173,9 +158,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the stage from parsed arguments; return the exit status."""
-    config = load_config_files(args.config)
-    if args.config_json:
-        config = deep_merge(config, config_from_json(args.config_json))
+    config = read_stage_config(args.config, args.config_json)
     settings = ReportSettings.from_config(config)
     build_report(
         trials_paths=args.trials, eval_paths=args.evals, settings=settings, out_dir=args.out

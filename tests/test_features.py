@@ -1,0 +1,202 @@
+"""The feature cache: computes once, shares entries, invalidates, survives concurrent writers."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile
+import torch
+
+from serhpo import cli
+from serhpo.data import Preprocessing, Utterance, load_split
+from serhpo.features import FeatureCache, WaveformFeature, cache_features, write_entry
+from serhpo.models.base import FeatureItem, FrozenFeature, fingerprint_of
+
+RATE = 16000
+
+
+class CountingFeature(FrozenFeature):
+    """Frame energies every 10 ms; counts how often it really runs."""
+
+    name: ClassVar[str] = "counting"
+
+    def __init__(self, *, version: int = 1) -> None:
+        self.version = version
+        self.calls = 0
+
+    def fingerprint(self) -> str:
+        return fingerprint_of(kind="counting", version=self.version)
+
+    def compute(self, waveform: torch.Tensor, *, valid_samples: int) -> FeatureItem:
+        self.calls += 1
+        frames = waveform[: len(waveform) // 160 * 160].reshape(-1, 160)
+        return FeatureItem(
+            values=frames.pow(2).mean(dim=1, keepdim=True), valid_frames=1 + valid_samples // 160
+        )
+
+
+def _write_wav(path: Path, seconds: float, *, frequency: float = 220.0) -> None:
+    time = np.arange(int(seconds * RATE)) / RATE
+    soundfile.write(path, 0.3 * np.sin(2 * np.pi * frequency * time), RATE, subtype="PCM_16")
+
+
+@pytest.fixture
+def utterances(tmp_path: Path) -> list[Utterance]:
+    """Three short WAVs: 0.5 s, 1.0 s and 1.5 s."""
+    result = []
+    for index, seconds in enumerate([0.5, 1.0, 1.5]):
+        path = tmp_path / "audio" / f"u{index}.wav"
+        path.parent.mkdir(exist_ok=True)
+        _write_wav(path, seconds, frequency=200.0 + 50 * index)
+        result.append(
+            Utterance(f"u{index}", "demo", path, "anger", "s1", num_samples=int(seconds * RATE))
+        )
+    return result
+
+
+def test_entries_are_computed_once_then_read_from_disk(tmp_path, utterances):
+    feature = CountingFeature()
+    prep = Preprocessing(maxlen=16000, padding=True)
+    first = FeatureCache(tmp_path / "cache", backbone="demo")
+    items = first.get_many(feature, utterances, prep)
+    assert feature.calls == 3 and first.stats.computed == 3
+    first.get_many(feature, utterances, prep)  # same process: memory
+    assert feature.calls == 3 and first.stats.memory == 3
+
+    second = FeatureCache(tmp_path / "cache", backbone="demo")  # another trial / process
+    again = second.get_many(feature, utterances, prep)
+    assert feature.calls == 3 and second.stats.loaded == 3
+    for item, other in zip(items, again, strict=True):
+        assert torch.equal(item.values, other.values) and item.valid_frames == other.valid_frames
+    # padded to maxlen: every entry has 100 frames, the valid ones counted
+    assert [item.values.shape[0] for item in items] == [100, 100, 100]
+    assert [item.valid_frames for item in items] == [51, 101, 101]
+
+
+def test_layout_is_corpus_backbone_feature(tmp_path, utterances):
+    feature = CountingFeature()
+    cache = FeatureCache(tmp_path / "cache", backbone="demo")
+    path = cache.entry_path(feature, utterances[0], Preprocessing(maxlen=None))
+    relative = path.relative_to(tmp_path / "cache").parts
+    assert relative[:3] == ("demo", "demo", f"counting-{feature.fingerprint()}")
+    assert relative[3].startswith("u0.full.")
+
+
+def test_short_utterances_without_padding_share_one_entry_across_maxlens(tmp_path, utterances):
+    feature = CountingFeature()
+    cache = FeatureCache(tmp_path / "cache", backbone="demo", memory_bytes=0)
+    short = utterances[0]  # 8000 samples
+    for maxlen in (16000, 32000, 48000, None):
+        cache.get(feature, short, Preprocessing(maxlen=maxlen, padding=False))
+    assert feature.calls == 1
+    cache.get(feature, short, Preprocessing(maxlen=16000, padding=True))  # padded: another entry
+    cache.get(feature, utterances[2], Preprocessing(maxlen=16000, padding=False))  # truncated
+    assert feature.calls == 3
+
+
+def test_changed_audio_or_feature_parameters_invalidate(tmp_path, utterances):
+    prep = Preprocessing(maxlen=None)
+    feature = CountingFeature()
+    FeatureCache(tmp_path / "cache", backbone="demo").get_many(feature, utterances, prep)
+    assert feature.calls == 3
+
+    _write_wav(utterances[1].path, 1.0, frequency=440.0)  # re-prepared file
+    os.utime(utterances[1].path, ns=(1, 1))  # a different mtime even on coarse clocks
+    cache = FeatureCache(tmp_path / "cache", backbone="demo")
+    cache.get_many(feature, utterances, prep)
+    assert feature.calls == 4 and cache.stats.computed == 1 and cache.stats.loaded == 2
+
+    changed = CountingFeature(version=2)  # e.g. other n_mels, another backbone checksum
+    FeatureCache(tmp_path / "cache", backbone="demo").get_many(changed, utterances, prep)
+    assert changed.calls == 3
+
+
+def test_a_corrupt_entry_is_recomputed(tmp_path, utterances):
+    feature = CountingFeature()
+    cache = FeatureCache(tmp_path / "cache", backbone="demo", memory_bytes=0)
+    prep = Preprocessing(maxlen=None)
+    cache.get(feature, utterances[0], prep)
+    cache.entry_path(feature, utterances[0], prep).write_bytes(b"half a fi")
+    item = cache.get(feature, utterances[0], prep)
+    assert feature.calls == 2 and item.values.shape == (50, 1)
+
+
+def _hammer(path: str, seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(30):
+        write_entry(Path(path), FeatureItem(torch.randn(2000, 8, generator=generator), 2000))
+
+
+def test_concurrent_writers_of_one_entry_leave_a_valid_file(tmp_path):
+    path = tmp_path / "cache" / "entry.pt"
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_hammer, args=(str(path), seed)) for seed in (1, 2, 3)]
+    for worker in workers:
+        worker.start()
+    stored = 0
+    while any(worker.is_alive() for worker in workers):  # read while they write
+        if path.exists():
+            loaded = torch.load(path, weights_only=True)
+            assert loaded["values"].shape == (2000, 8)
+            stored += 1
+    for worker in workers:
+        worker.join()
+        assert worker.exitcode == 0
+    assert torch.load(path, weights_only=True)["valid_frames"] == 2000
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_waveform_feature_is_the_preprocessed_signal(tmp_path, utterances):
+    cache = FeatureCache(tmp_path / "cache", backbone="wav2vec2")
+    item = cache.get(WaveformFeature(), utterances[0], Preprocessing(maxlen=12000, padding=True))
+    assert item.values.shape == (12000,) and item.valid_frames == 8000
+    assert torch.all(item.values[8000:] == 0)
+
+
+def test_cache_features_stage_precomputes_every_maxlen(tmp_path, utterances, monkeypatch):
+    split = pd.DataFrame(
+        {
+            "utterance_id": [u.utterance_id for u in utterances],
+            "path": [str(u.path) for u in utterances],
+            "corpus": "demo",
+            "speaker": "s1",
+            "label": ["anger", "sadness", "anger"],
+            "num_samples": [u.num_samples for u in utterances],
+            "part": ["train", "train", "valid"],
+        }
+    )
+    split_csv = tmp_path / "split.csv"
+    split.to_csv(split_csv, index=False)
+    summary_path = tmp_path / "summary.json"
+    status = cli.main(
+        [
+            "cache-features", str(split_csv), "--cache-dir", str(tmp_path / "features"),
+            "--backbone", "logmel", "--model-params", '{"n_mels": 32}',
+            "--maxlen", "8000", "16000", "--padding", "off", "--summary", str(summary_path),
+        ]
+    )  # fmt: skip
+    assert status == 0
+    summary = json.loads(summary_path.read_text())
+    # 8000: all three truncated or full (3 entries); 16000: u0 is "full" again (shared), 2 new
+    assert [entry["computed"] for entry in summary["entries"]] == [3, 2]
+    again = cache_features(
+        split_csv, cache_dir=tmp_path / "features", backbone="logmel",
+        model_params={"n_mels": 32}, maxlens=[8000, 16000], padding=False,
+    )  # fmt: skip
+    assert again["computed"] == 0 and again["loaded"] == 6
+    assert load_split(split_csv).labels == ("anger", "sadness")
+
+
+def test_each_feature_object_gets_its_own_fingerprint(tmp_path, utterances):
+    cache = FeatureCache(tmp_path / "cache", backbone="demo")
+    for version in range(1, 8):  # each feature is freed in turn; its id may be reused
+        feature = CountingFeature(version=version)
+        path = cache.entry_path(feature, utterances[0], Preprocessing(maxlen=None))
+        assert path.parent.name == f"counting-{feature.fingerprint()}"

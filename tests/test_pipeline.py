@@ -1,0 +1,104 @@
+"""The whole demo DAG, corpora to report, once and small: its outputs agree with each other.
+
+Runs `snakemake` in a temporary copy of the workflow (see tests/test_workflow.py), with the
+demo profile's settings shrunk so the run takes a few minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.snakemake
+
+ENGINES = ["ax", "hyperopt", "optuna", "grid", "random"]
+CORPORA = ["emodb", "ravdess", "cremad"]
+MODELS = [*ENGINES, "pretrained"]
+SMALL_DAG = {
+    "corpora": {
+        "emodb": {"source": "synthetic", "synthetic": {"speakers": 5, "per_speaker_label": 2}},
+        "ravdess": {"source": "synthetic", "synthetic": {"speakers": 3, "per_speaker_label": 2}},
+        "cremad": {"source": "synthetic", "synthetic": {"speakers": 3, "per_speaker_label": 2}},
+    },
+    "search_space": {
+        "lr": {"type": "loguniform", "low": 1.0e-3, "high": 1.0e-2},
+        "epochs": {"type": "int", "low": 1, "high": 2},
+        "unfreeze": {"type": "int", "low": 0, "high": 1},
+        "maxlen": {"type": "choice", "choices": [16000, 24000]},
+    },
+    "hpo": {"engines": ENGINES, "n_trials": 2, "n_sobol": 1},
+    "evaluation": {"bootstrap": 50},
+}
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory, snakemake_tools) -> Path:
+    workdir = snakemake_tools.copy(tmp_path_factory.mktemp("pipeline"))
+    result = snakemake_tools.run(workdir, configs=[SMALL_DAG])
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir
+
+
+def test_every_output_of_the_dag_exists(pipeline: Path) -> None:
+    results = pipeline / "results"
+    for engine in ENGINES:
+        assert (results / f"hpo/{engine}/trials.csv").is_file()
+        assert (results / f"final/{engine}/model/model.pt").is_file()
+    for model in MODELS:
+        for corpus in CORPORA:
+            assert (results / f"eval/{model}/{corpus}.json").is_file()
+            assert (results / f"plots/confusion_{model}_{corpus}.png").stat().st_size > 5000
+
+
+def test_tables_agree_with_trials_and_evaluations(pipeline: Path) -> None:
+    results = pipeline / "results"
+    efficiency = pd.read_csv(results / "tables/table5_efficiency.csv", comment="#")
+    ours = efficiency[efficiency["source"] == "this run"].set_index("engine")
+    best_config = pd.read_csv(results / "tables/table4_best_config.csv", comment="#")
+    best_config = best_config[best_config["source"] == "this run"].set_index("engine")
+    for engine in ENGINES:
+        trials = pd.read_csv(results / f"hpo/{engine}/trials.csv")
+        assert len(trials) == 2  # the same budget for every engine
+        usable = trials[trials["status"] != "failed"]["value"].dropna()
+        best = yaml.safe_load((results / f"hpo/{engine}/best.yaml").read_text())
+        assert math.isclose(best["value"], usable.max())
+        assert math.isclose(ours.loc[engine, "best_valid_bca"], usable.max(), rel_tol=1e-9)
+        assert math.isclose(best_config.loc[engine, "valid_bca"], usable.max(), rel_tol=1e-9)
+    zero_shot = pd.read_csv(results / "tables/table6_zero_shot.csv", comment="#")
+    zero_shot = zero_shot[zero_shot["source"] == "this run"]
+    for row in zero_shot.itertuples():
+        scores = json.loads((results / f"eval/{row.model}/{row.corpus}.json").read_text())
+        assert math.isclose(row.bca, scores["bca"], rel_tol=1e-9)
+        # The home corpus is scored on its test part, the others zero-shot on everything.
+        assert scores["part"] == ("test" if row.corpus == "emodb" else "all")
+
+
+def test_only_evaluate_reads_the_test_part(pipeline: Path) -> None:
+    split = pd.read_csv(pipeline / "results/splits/emodb.csv")
+    test_ids = set(split.loc[split["part"] == "test", "utterance_id"])
+    trained_on = json.loads((pipeline / "results/final/optuna/training.json").read_text())
+    assert trained_on["parts"] == ["train", "valid"]
+    assert trained_on["n_utterances"] == int((split["part"] != "test").sum())
+    # The feature cache, filled before the studies, holds no test utterance.
+    cache = pipeline / "results/features/emodb"
+    cached = "\n".join(p.name for p in cache.rglob("*") if p.is_file())
+    assert test_ids and not any(re.search(rf"\b{re.escape(i)}\b", cached) for i in test_ids)
+
+
+def test_the_report_html_embeds_the_plots(pipeline: Path, snakemake_tools) -> None:
+    result = subprocess.run(
+        [*snakemake_tools.command, "--cores", "1", "--configfile", "config.yaml",
+         "profiles/demo/demo-config.yaml", "extra-0.yaml", "--report", "report.html"],
+        cwd=pipeline, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = (pipeline / "report.html").read_text(errors="replace")
+    assert "best_so_far.png" in html and "confusion_optuna_emodb.png" in html
+    assert "Table 3" in html or "table3_time_to_threshold" in html

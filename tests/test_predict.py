@@ -1,0 +1,136 @@
+"""``serhpo predict``: any sample rate and channel count, bad files reported, others labelled.
+
+The model: a small log-Mel CNN retrained for 3 epochs on a synthetic EmoDB-layout corpus
+(4 speakers x 3 utterances per label, four emotions); its quality does not matter here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import soxr
+
+from serhpo import cli
+from serhpo.corpora import get_format
+from serhpo.corpora.synthetic import synthesize_corpus
+from serhpo.final import load_final_model, retrain
+from serhpo.predict import Prediction, format_predictions, predict_files
+from serhpo.prepare import prepare_corpus
+from serhpo.splits import split_manifest
+
+LABELS = ["anger", "happiness", "neutral", "sadness"]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A retrained model folder and recordings: the prepared 16 kHz original of one
+    utterance, the same at 48 kHz stereo and at 8 kHz, a file that is not audio, a
+    missing file."""
+    folder = tmp_path_factory.mktemp("predict")
+    synthesize_corpus(
+        "emodb", folder / "raw", n_speakers=4, utterances_per_speaker_label=3, seed=2,
+        duration_s=(1.0, 1.5),
+    )  # fmt: skip
+    prepared = prepare_corpus(
+        corpus="emodb", fmt=get_format("emodb"), raw_dir=folder / "raw",
+        out_dir=folder / "16k", target_labels=LABELS,
+    )  # fmt: skip
+    split = split_manifest(prepared.manifest, test_fraction=0.25, valid_fraction=0.25, seed=0)
+    split.to_csv(folder / "split.csv", index=False)
+    config = {
+        "seed": 0,
+        "target_labels": LABELS,
+        "backbone": {"name": "logmel"},
+        "model": {"n_mels": 32, "channels": 8, "conv_blocks": 2, "embedding_size": 32},
+        "training": {"batch_size": 8, "threads": 1, "maxlen": 16000},
+    }
+    best = {"engine": "ax", "trial": 0, "value": 0.5, "metric": "bca"}
+    best["params"] = {"lr": 3e-3, "epochs": 3, "arch": "cnn"}
+    retrain(config, best=best, split_csv=folder / "split.csv", model_dir=folder / "model",
+            cache_dir=folder / "features")  # fmt: skip
+    original = Path(split.loc[split["part"] == "test", "path"].iloc[0])
+    samples, rate = sf.read(original, dtype="float32")
+    assert rate == 16000
+    high = soxr.resample(samples, 16000, 48000)
+    sf.write(folder / "stereo48k.wav", np.stack([high, high], axis=1), 48000, subtype="PCM_24")
+    sf.write(folder / "mono8k.flac", soxr.resample(samples, 16000, 8000), 8000)
+    (folder / "notes.wav").write_text("this is not audio\n")
+    return {
+        "dir": folder / "model",
+        "original": original,
+        "stereo": folder / "stereo48k.wav",
+        "narrow": folder / "mono8k.flac",
+        "bad": folder / "notes.wav",
+        "missing": folder / "missing.wav",
+    }
+
+
+def test_any_rate_and_channel_count_is_labelled_and_bad_files_are_reported(model, tmp_path, capsys):
+    files = [model[k] for k in ("original", "stereo", "bad", "narrow", "missing")]
+    out = tmp_path / "labels.csv"
+    status = cli.main(
+        ["predict", str(model["dir"]), *map(str, files), "--format", "csv", "--output", str(out)]
+    )
+    assert status == 1  # two files failed
+    table = pd.read_csv(out, keep_default_na=False).set_index("file")
+    assert list(table.index) == [str(f) for f in files]  # every file, in order
+    assert list(table.columns) == ["label", *LABELS, "error"]
+    good = table.loc[[str(model[k]) for k in ("original", "stereo", "narrow")]]
+    assert (good["error"] == "").all() and good["label"].isin(LABELS).all()
+    assert good[LABELS].astype(float).sum(axis=1).to_numpy() == pytest.approx(1.0, abs=1e-6)
+    # 48 kHz stereo of the same audio goes through the same preparation: the same answer.
+    original, stereo = good[LABELS].astype(float).to_numpy()[:2]
+    assert stereo == pytest.approx(original, abs=0.02)
+    assert table.loc[str(model["bad"]), "error"].startswith("unreadable")
+    assert table.loc[str(model["missing"]), "error"].startswith("unreadable")
+    assert table.loc[str(model["bad"]), "label"] == ""
+    errors = capsys.readouterr().err
+    assert f"{model['bad']}: unreadable" in errors and f"{model['missing']}: unreadable" in errors
+
+
+def test_a_table_and_json_and_exit_status_0_when_every_file_is_labelled(model, capsys):
+    files = [str(model["stereo"]), str(model["narrow"])]
+    assert cli.main(["predict", str(model["dir"]), *files]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["file", "label", *LABELS]
+    assert [line.split()[0] for line in lines[1:]] == files
+    assert cli.main(["predict", str(model["dir"]), *files, "--format", "json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["file"] for r in records] == files and all(r["error"] is None for r in records)
+    assert all(r["label"] == max(r["probabilities"], key=r["probabilities"].get) for r in records)
+
+
+def test_a_file_the_checks_reject_gets_their_reason(model, tmp_path):
+    quiet = tmp_path / "short.wav"
+    sf.write(quiet, np.zeros(1600, dtype=np.float32), 16000)  # 0.1 s of silence
+    predictions = predict_files(load_final_model(model["dir"]), [quiet, model["original"]])
+    assert predictions[0].error.startswith("too short") and not predictions[0].ok
+    assert predictions[1].ok and predictions[1].label in LABELS
+
+
+def test_real_ravdess_recordings_are_labelled(model, shared_corpora):
+    actor = shared_corpora / "ravdess-sample" / "Actor_01"
+    files = sorted(actor.glob("*.wav"))[:3]
+    if not files:
+        pytest.skip("no RAVDESS sample files")
+    predictions = predict_files(load_final_model(model["dir"]), files)
+    assert all(p.ok and p.label in LABELS for p in predictions), predictions
+
+
+def test_a_folder_that_is_not_a_model_is_a_clear_error(model, tmp_path, capsys):
+    assert cli.main(["predict", str(tmp_path), str(model["original"])]) == 2
+    assert "is not a serhpo model folder" in capsys.readouterr().err
+
+
+def test_the_table_shows_only_labelled_files():
+    predictions = [
+        Prediction("a.wav", "anger", {"anger": 0.75, "sadness": 0.25}),
+        Prediction("b.wav", None, error="unreadable: not audio"),
+    ]
+    text = format_predictions(predictions, labels=["anger", "sadness"])
+    assert text.split() == ["file", "label", "anger", "sadness", "a.wav", "anger", "0.750", "0.250"]

@@ -1,0 +1,423 @@
+"""The feature cache: every frozen computation runs once per utterance and is shared.
+
+A model's frozen part (:class:`~serhpo.models.base.FrozenFeature`: log-Mel,
+eGeMAPS functionals, wav2vec2 encoder or conv outputs) is computed once per
+utterance and preprocessing, stored on disk, and read by every epoch, trial and HPO
+engine. One entry is one file::
+
+    {root}/{corpus}/{backbone}/{feature.name}-{feature.fingerprint()}/
+        {utterance_id}.{variant}.{audio signature}.pt
+
+- ``fingerprint`` covers the feature's parameters and, for a pretrained network, its
+  checksum: change them and the old entries are never read again.
+- ``variant`` is what ``maxlen``/``padding`` did to this utterance
+  (:meth:`serhpo.data.Preprocessing.variant`): ``full``, ``first48000``,
+  ``pad48000``; an utterance shorter than ``maxlen`` without padding has one ``full``
+  entry for every ``maxlen``.
+- the audio signature hashes the prepared file's size and modification time: a
+  re-prepared file gets new entries.
+
+Writers save to a temporary file in the same folder and ``os.replace`` it, so that
+several processes (HPO jobs, Snakemake rules) may read and write the cache at once
+and no reader ever sees half a file; two writers of one entry both leave a valid one.
+Entries are saved with ``torch.save`` and read with ``torch.load(weights_only=True)``.
+
+Example:
+    >>> cache = FeatureCache(Path("results/features"), backbone="logmel")
+    >>> items = cache.get_many(model.frozen_feature("train"), data.parts["train"],
+    ...                        Preprocessing(maxlen=48000, padding=True))
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import weakref
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from tqdm import tqdm
+
+from serhpo.data import Preprocessing, Utterance, load_split, read_waveform
+from serhpo.errors import UserError
+from serhpo.models.base import FeatureItem, FrozenFeature, fingerprint_of
+
+log = logging.getLogger(__name__)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class WaveformFeature(FrozenFeature):
+    """The identity: the preprocessed waveform itself, ``(num_samples,)`` float32.
+
+    For stages whose trainable part starts at the waveform (e.g. wav2vec2 with its conv
+    feature extractor fine-tuned too). Caching it saves decoding and preprocessing only.
+    """
+
+    name: ClassVar[str] = "waveform"
+
+    def fingerprint(self) -> str:
+        return fingerprint_of(kind="waveform", version=1)
+
+    def compute(self, waveform: torch.Tensor, *, valid_samples: int) -> FeatureItem:
+        return FeatureItem(values=waveform.detach().clone(), valid_frames=valid_samples)
+
+
+@dataclass
+class CacheStats:
+    """How a cache answered: ``computed`` entries (the frozen computation ran),
+    ``loaded`` from disk, ``memory`` hits (already loaded in this process)."""
+
+    computed: int = 0
+    loaded: int = 0
+    memory: int = 0
+
+
+class FeatureCache:
+    """Frozen features on disk under ``root/{corpus}/{backbone}/``, with an in-memory LRU.
+
+    Args:
+        root: the cache root (``results/features``).
+        backbone: the backbone or model family name, a path component (``logmel``,
+            ``egemaps``, ``wav2vec2``).
+        memory_bytes: how many bytes of loaded features to keep in memory in this
+            process (least recently used dropped first); 0 keeps none.
+        compute_batch_size: utterances handed to ``FrozenFeature.compute_batch`` at once.
+        progress: show a tqdm bar while computing missing entries.
+
+    Example:
+        >>> cache = FeatureCache(Path("results/features"), backbone="logmel")
+        >>> item = cache.get(feature, utterance, Preprocessing(maxlen=32000, padding=False))
+        >>> cache.stats.computed
+        1
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        backbone: str,
+        memory_bytes: int = 4 * 1024**3,
+        compute_batch_size: int = 8,
+        progress: bool = False,
+    ) -> None:
+        self.root = Path(root)
+        self.backbone = _safe(backbone)
+        self.memory_bytes = memory_bytes
+        self.compute_batch_size = max(1, compute_batch_size)
+        self.progress = progress
+        self.stats = CacheStats()
+        self._memory: OrderedDict[str, FeatureItem] = OrderedDict()
+        self._memory_used = 0
+        # per feature object, not per id(): a freed feature's id may be reused by another
+        self._fingerprints: weakref.WeakKeyDictionary[FrozenFeature, str] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def feature_dir(self, feature: FrozenFeature, corpus: str) -> Path:
+        """The folder holding ``feature``'s entries for ``corpus``."""
+        fingerprint = self._fingerprints.get(feature)
+        if fingerprint is None:
+            fingerprint = self._fingerprints[feature] = feature.fingerprint()
+        return self.root / _safe(corpus) / self.backbone / f"{_safe(feature.name)}-{fingerprint}"
+
+    def entry_path(
+        self, feature: FrozenFeature, utterance: Utterance, preprocessing: Preprocessing
+    ) -> Path:
+        """Where the entry of one utterance lives (whether or not it exists yet)."""
+        variant = preprocessing.variant(utterance.num_samples)
+        return self.feature_dir(feature, utterance.corpus) / (
+            f"{_safe(utterance.utterance_id)}.{variant}.{audio_signature(utterance.path)}.pt"
+        )
+
+    def get(
+        self, feature: FrozenFeature, utterance: Utterance, preprocessing: Preprocessing
+    ) -> FeatureItem:
+        """One utterance's feature: from memory, from disk, or computed and stored."""
+        return self.get_many(feature, [utterance], preprocessing)[0]
+
+    def get_many(
+        self,
+        feature: FrozenFeature,
+        utterances: Sequence[Utterance],
+        preprocessing: Preprocessing,
+    ) -> list[FeatureItem]:
+        """The features of ``utterances`` in order, computing only the missing entries.
+
+        Example:
+            >>> items = cache.get_many(feature, data.parts["valid"], Preprocessing(maxlen=None))
+            >>> len(items) == len(data.parts["valid"])
+            True
+        """
+        paths = [self.entry_path(feature, u, preprocessing) for u in utterances]
+        found: dict[int, FeatureItem] = {}
+        missing: list[int] = []
+        for index, path in enumerate(paths):
+            item = self._from_memory(path) or self._from_disk(path)
+            if item is None:
+                missing.append(index)
+            else:
+                found[index] = item
+        if missing:
+            self._compute(feature, utterances, paths, preprocessing, missing, found)
+        return [found[index] for index in range(len(utterances))]
+
+    def _from_memory(self, path: Path) -> FeatureItem | None:
+        item = self._memory.get(str(path))
+        if item is not None:
+            self._memory.move_to_end(str(path))
+            self.stats.memory += 1
+        return item
+
+    def _from_disk(self, path: Path) -> FeatureItem | None:
+        try:
+            stored = torch.load(path, map_location="cpu", weights_only=True)
+            item = FeatureItem(values=stored["values"], valid_frames=int(stored["valid_frames"]))
+        except FileNotFoundError:
+            return None
+        except Exception as error:  # a corrupt entry (e.g. a full disk): recompute it
+            log.warning("unreadable cache entry %s (%s); recomputing it", path, error)
+            return None
+        self.stats.loaded += 1
+        self._remember(path, item)
+        return item
+
+    def _compute(
+        self,
+        feature: FrozenFeature,
+        utterances: Sequence[Utterance],
+        paths: Sequence[Path],
+        preprocessing: Preprocessing,
+        missing: list[int],
+        found: dict[int, FeatureItem],
+    ) -> None:
+        bar = tqdm(
+            total=len(missing),
+            desc=f"{feature.name} {preprocessing}",
+            disable=not self.progress,
+            unit="utt",
+        )
+        for start in range(0, len(missing), self.compute_batch_size):
+            chunk = missing[start : start + self.compute_batch_size]
+            waveforms, valid = [], []
+            for index in chunk:
+                waveform, valid_samples = preprocessing.apply(read_waveform(utterances[index].path))
+                waveforms.append(waveform)
+                valid.append(valid_samples)
+            with torch.inference_mode():
+                items = feature.compute_batch(waveforms, valid_samples=valid)
+            for index, item in zip(chunk, items, strict=True):
+                item = FeatureItem(
+                    values=item.values.detach().cpu().clone(), valid_frames=int(item.valid_frames)
+                )
+                write_entry(paths[index], item)
+                self.stats.computed += 1
+                self._remember(paths[index], item)
+                found[index] = item
+            bar.update(len(chunk))
+        bar.close()
+
+    def _remember(self, path: Path, item: FeatureItem) -> None:
+        size = item.values.element_size() * item.values.nelement()
+        if size > self.memory_bytes:
+            return
+        key = str(path)
+        if key in self._memory:
+            return
+        self._memory[key] = item
+        self._memory_used += size
+        while self._memory_used > self.memory_bytes:
+            _, dropped = self._memory.popitem(last=False)
+            self._memory_used -= dropped.values.element_size() * dropped.values.nelement()
+
+
+def write_entry(path: Path, item: FeatureItem) -> None:
+    """Save one entry atomically: a temporary file in the same folder, then ``os.replace``.
+
+    Example:
+        >>> write_entry(Path("/tmp/x/a.full.0.pt"), FeatureItem(torch.zeros(3), 1))
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(
+                {"values": item.values.contiguous(), "valid_frames": int(item.valid_frames)},
+                stream,
+            )
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def audio_signature(path: Path) -> str:
+    """A short hash of a file's size and modification time (changes when it is rewritten).
+
+    Example:
+        >>> len(audio_signature(Path("pyproject.toml")))
+        10
+    """
+    status = Path(path).stat()
+    text = f"{status.st_size}:{status.st_mtime_ns}"
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def _safe(name: str) -> str:
+    """A folder/file-safe version of ``name``; a hash suffix keeps altered names unique."""
+    cleaned = _UNSAFE.sub("_", name)
+    if cleaned != name:
+        cleaned += "-" + hashlib.sha256(name.encode()).hexdigest()[:6]
+    return cleaned
+
+
+def cache_features(
+    split_csv: Path,
+    *,
+    cache_dir: Path,
+    backbone: str,
+    model_params: dict | None = None,
+    backbone_dir: Path | None = None,
+    maxlens: Sequence[int | None] = (None,),
+    padding: bool = True,
+    parts: Sequence[str] = ("train", "valid"),
+    stages: Sequence[str] | None = None,
+    labels: Sequence[str] | None = None,
+    root: Path | None = None,
+) -> dict:
+    """Precompute a model's frozen features for the utterances of a split.
+
+    Args:
+        split_csv: the split CSV.
+        cache_dir: the cache root (``results/features``).
+        backbone: the model family (config ``backbone.name``).
+        model_params: the family's parameters (they may change the frozen part).
+        backbone_dir: the pretrained model's folder, for families that have one.
+        maxlens: every ``maxlen`` to precompute (the search space's choices).
+        padding: zero-pad to ``maxlen``.
+        parts: the split parts to cover.
+        stages: the model's stages to cover (default: all of them).
+        labels: the class order (config ``target_labels``).
+        root: the project root the CSV's paths are relative to (default: cwd).
+
+    Returns:
+        A summary: per stage and maxlen, entries computed and loaded.
+
+    Example:
+        >>> cache_features(Path("results/splits/emodb.csv"), cache_dir=Path("results/features"),
+        ...                backbone="logmel", maxlens=[32000, 48000])["computed"]
+        856
+    """
+    from serhpo.models import build_model  # the models import torch/torchaudio/opensmile
+
+    data = load_split(split_csv, parts=parts, labels=labels, root=root)
+    model = build_model(
+        backbone, num_classes=len(data.labels), params=model_params, backbone_dir=backbone_dir
+    )
+    cache = FeatureCache(cache_dir, backbone=backbone, memory_bytes=0, progress=True)
+    utterances = [u for part in parts for u in data.parts[part]]
+    summary: dict = {"backbone": backbone, "entries": []}
+    for stage in stages or model.stages:
+        if stage not in model.stages:
+            raise UserError(
+                f"backbone {backbone!r} has stages {list(model.stages)}; got {stage!r}. "
+                "Leave --stages out to cover them all."
+            )
+        feature = model.frozen_feature(stage)
+        for maxlen in maxlens:
+            before = (cache.stats.computed, cache.stats.loaded)
+            cache.get_many(feature, utterances, Preprocessing(maxlen=maxlen, padding=padding))
+            summary["entries"].append(
+                {
+                    "stage": stage,
+                    "feature": feature.name,
+                    "fingerprint": feature.fingerprint(),
+                    "maxlen": maxlen,
+                    "padding": padding,
+                    "computed": cache.stats.computed - before[0],
+                    "loaded": cache.stats.loaded - before[1],
+                }
+            )
+    summary["computed"] = cache.stats.computed
+    summary["loaded"] = cache.stats.loaded
+    summary["utterances"] = len(utterances)
+    return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``serhpo cache-features``."""
+    parser.add_argument("split_csv", type=Path, help="the split CSV (results/splits/{corpus}.csv)")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=Path("results/features"), help="cache root"
+    )
+    parser.add_argument("--backbone", required=True, help="model family: logmel, egemaps, wav2vec2")
+    parser.add_argument("--backbone-dir", type=Path, help="the pretrained model's folder")
+    parser.add_argument(
+        "--model-params",
+        type=json.loads,
+        default={},
+        help="the family's parameters as JSON, e.g. '{\"n_mels\": 64}'",
+    )
+    parser.add_argument(
+        "--maxlen",
+        nargs="+",
+        type=_maxlen,
+        default=[None],
+        help="maxlen values in samples to precompute ('none' keeps whole utterances)",
+    )
+    parser.add_argument(
+        "--padding",
+        choices=["on", "off"],
+        default="on",
+        help="zero-pad utterances shorter than maxlen (the paper: on)",
+    )
+    parser.add_argument(
+        "--parts", nargs="+", default=["train", "valid"], choices=["train", "valid", "test"]
+    )
+    parser.add_argument("--stages", nargs="+", help="stages to cover (default: all)")
+    parser.add_argument("--labels", nargs="+", help="target labels in class order")
+    parser.add_argument(
+        "--summary", type=Path, help="write the summary JSON here (a Snakemake output)"
+    )
+
+
+def _maxlen(text: str) -> int | None:
+    if text.lower() in {"none", "null", "0"}:
+        return None
+    try:
+        return int(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"maxlen must be a number of samples or 'none'; got {text!r}"
+        ) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``serhpo cache-features``: precompute, print the summary, optionally save it."""
+    summary = cache_features(
+        args.split_csv,
+        cache_dir=args.cache_dir,
+        backbone=args.backbone,
+        model_params=args.model_params,
+        backbone_dir=args.backbone_dir,
+        maxlens=args.maxlen,
+        padding=args.padding == "on",
+        parts=args.parts,
+        stages=args.stages,
+        labels=args.labels,
+    )
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.summary:
+        args.summary.parent.mkdir(parents=True, exist_ok=True)
+        args.summary.write_text(text + "\n")
+    return 0

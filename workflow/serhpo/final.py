@@ -1,0 +1,509 @@
+"""Retrain a study's best configuration on train + valid and save a self-contained model.
+
+``serhpo retrain`` reads ``results/hpo/{engine}/best.yaml``, trains the configuration
+on the development data (the split's ``train`` and ``valid`` parts together, a fixed
+seed, no early stopping; the ``test`` part is never read here) and writes::
+
+    results/final/{engine}/model/
+        model.pt            the state dict (torch.load(..., weights_only=True))
+        model.json          how to rebuild it: family, parameters, training keys, stage,
+                            labels, preprocessing (sample rate, maxlen, padding, frozen
+                            feature and its fingerprint), audio checks, provenance
+        label_encoder.txt   the labels in output order (SpeechBrain's CategoricalEncoder format)
+        backbone/           wav2vec2 families only: a copy of the backbone folder, so that
+                            the model runs without the original one
+    results/final/{engine}/training.json
+                            epochs, losses, seconds, the parameters used
+
+:func:`load_final_model` reads such a folder back into a :class:`FinalModel`, which
+labels waveforms without a feature cache; :func:`pretrained_final_model` wraps the
+backbone's own IEMOCAP head (no tuning) the same way, for the zero-shot row.
+
+Example:
+    $ serhpo retrain --best results/hpo/optuna/best.yaml --split results/splits/emodb.csv \\
+        --config config.yaml --model-dir results/final/optuna/model
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import shutil
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+import serhpo
+from serhpo.audio import AudioChecks
+from serhpo.config import add_config_arguments, read_stage_config
+from serhpo.data import SAMPLE_RATE, Preprocessing, load_split
+from serhpo.errors import UserError
+from serhpo.features import FeatureCache
+from serhpo.models.base import SERModel
+from serhpo.training import (
+    DEFAULT_BACKBONE,
+    DEFAULT_CACHE_DIR,
+    FitOutcome,
+    TrainingData,
+    fit,
+    load_model,
+    predict_logits,
+    save_model,
+)
+from serhpo.trial import TrialStatus
+
+log = logging.getLogger(__name__)
+
+#: Identifies a model folder written by this module, and its layout's version.
+MODEL_FORMAT = "serhpo-model"
+MODEL_FORMAT_VERSION = 1
+METADATA_FILE = "model.json"
+WEIGHTS_FILE = "model.pt"
+LABEL_ENCODER_FILE = "label_encoder.txt"
+BACKBONE_SUBDIR = "backbone"
+
+#: The split parts the final model trains on; ``test`` is left for ``serhpo evaluate``.
+FINAL_PARTS: tuple[str, ...] = ("train", "valid")
+
+#: Keys best.yaml must hold (written by serhpo.hpo.trials_log.write_best).
+BEST_KEYS: tuple[str, ...] = ("engine", "trial", "params", "value", "metric")
+
+
+# ---------------------------------------------------------------- a trained model, ready to use
+
+
+@dataclass
+class FinalModel:
+    """A trained model with its labels and the preprocessing it expects.
+
+    Attributes:
+        model: the trainable part, in eval mode, in its last training stage.
+        labels: the class names in output order.
+        preprocessing: the ``maxlen``/``padding`` the model was trained with.
+        sample_rate: the rate waveforms must have (16 kHz).
+        checks: the audio checks of its training data (config ``audio``).
+        metadata: the folder's ``model.json`` (empty for the pretrained head).
+        threads: torch CPU threads while scoring (``None``: torch's default); by default
+            the training's ``threads``, since small models run several times faster on
+            one thread than on two busy cores.
+
+    Example:
+        >>> final = load_final_model(Path("results/final/optuna/model"))  # doctest: +SKIP
+        >>> final.probabilities([torch.zeros(16000)]).shape  # doctest: +SKIP
+        torch.Size([1, 7])
+    """
+
+    model: SERModel
+    labels: tuple[str, ...]
+    preprocessing: Preprocessing
+    sample_rate: int = SAMPLE_RATE
+    checks: AudioChecks = field(default_factory=AudioChecks)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None
+
+    def logits(self, waveforms: Sequence[torch.Tensor], *, batch_size: int = 8) -> torch.Tensor:
+        """Logits ``(len(waveforms), len(labels))`` of mono 16 kHz float32 waveforms.
+
+        Each waveform is truncated (and padded) as in training, its frozen feature is
+        computed in memory (no cache folder), and the model scores it in eval mode.
+
+        Example:
+            >>> final.logits([torch.randn(24000), torch.randn(40000)]).shape  # doctest: +SKIP
+            torch.Size([2, 7])
+        """
+        stage = self.model.stage
+        feature = self.model.frozen_feature(stage)
+        outputs = []
+        previous_threads = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        try:
+            for start in range(0, len(waveforms), batch_size):
+                prepared = [
+                    self.preprocessing.apply(w.float())
+                    for w in waveforms[start : start + batch_size]
+                ]
+                with torch.inference_mode():
+                    items = feature.compute_batch(
+                        [waveform for waveform, _ in prepared],
+                        valid_samples=[valid for _, valid in prepared],
+                    )
+                outputs.append(
+                    predict_logits(self.model, items, stage=stage, batch_size=len(items))
+                )
+        finally:
+            torch.set_num_threads(previous_threads)
+        if not outputs:
+            return torch.empty(0, len(self.labels))
+        return torch.cat(outputs)
+
+    def probabilities(
+        self, waveforms: Sequence[torch.Tensor], *, batch_size: int = 8
+    ) -> torch.Tensor:
+        """Class probabilities (softmax of :meth:`logits`), rows summing to 1.
+
+        Example:
+            >>> final.probabilities([torch.randn(24000)]).sum().item()  # doctest: +SKIP
+            1.0
+        """
+        return torch.softmax(self.logits(waveforms, batch_size=batch_size), dim=1)
+
+
+def load_final_model(directory: Path) -> FinalModel:
+    """Load a model folder written by ``serhpo retrain`` (weights with ``weights_only=True``).
+
+    Raises:
+        UserError: when the folder is not such a model folder.
+
+    Example:
+        >>> final = load_final_model(Path("results/final/optuna/model"))  # doctest: +SKIP
+        >>> final.labels[:2]  # doctest: +SKIP
+        ('anger', 'boredom')
+    """
+    directory = Path(directory)
+    metadata_path = directory / METADATA_FILE
+    if not metadata_path.is_file() or not (directory / WEIGHTS_FILE).is_file():
+        raise UserError(
+            f"{directory} is not a serhpo model folder: it lacks {METADATA_FILE} or "
+            f"{WEIGHTS_FILE}. Expected the output of `serhpo retrain` "
+            "(results/final/<engine>/model); run the retrain_final rule first."
+        )
+    metadata = json.loads(metadata_path.read_text())
+    if metadata.get("format") != MODEL_FORMAT:
+        raise UserError(
+            f"{metadata_path} has format {metadata.get('format')!r}; expected {MODEL_FORMAT!r} "
+            "(written by `serhpo retrain`). Retrain the model with this version of serhpo."
+        )
+    backbone_dir = directory / metadata["backbone_dir"] if metadata.get("backbone_dir") else None
+    model, _ = load_model(directory, backbone_dir=backbone_dir)
+    preprocessing = metadata["preprocessing"]
+    return FinalModel(
+        model=model,
+        labels=tuple(metadata["labels"]),
+        preprocessing=Preprocessing(
+            maxlen=preprocessing["maxlen"], padding=bool(preprocessing["padding"])
+        ),
+        sample_rate=int(preprocessing["sample_rate"]),
+        checks=AudioChecks(**metadata.get("audio_checks", {})),
+        metadata=metadata,
+        threads=(metadata.get("training") or {}).get("threads"),
+    )
+
+
+def pretrained_final_model(
+    backbone_dir: Path, *, maxlen: int | None = None, padding: bool = False
+) -> FinalModel:
+    """The backbone's own IEMOCAP head, untuned, with its labels mapped onto the targets.
+
+    ``neu``, ``ang``, ``hap``, ``sad`` become ``neutral``, ``anger``, ``happiness``,
+    ``sadness`` (:data:`serhpo.backbones.speechbrain_io.IEMOCAP_TO_TARGET`): the paper's
+    zero-shot row. Utterances are scored whole unless ``maxlen`` is given.
+
+    Example:
+        >>> pretrained_final_model(Path("resources/models/wav2vec2")).labels  # doctest: +SKIP
+        ('neutral', 'anger', 'happiness', 'sadness')
+    """
+    from serhpo.backbones.speechbrain_io import IEMOCAP_TO_TARGET
+    from serhpo.models.wav2vec2 import pretrained_model
+
+    model = pretrained_model(Path(backbone_dir))
+    labels = tuple(IEMOCAP_TO_TARGET[label] for label in model.class_labels or ())
+    return FinalModel(
+        model=model,
+        labels=labels,
+        preprocessing=Preprocessing(maxlen=maxlen, padding=padding),
+        metadata={"model": "pretrained", "backbone_dir": str(backbone_dir)},
+    )
+
+
+# ---------------------------------------------------------------- retraining
+
+
+def read_best(path: Path) -> dict[str, Any]:
+    """Read and check a study's best.yaml (engine, trial, params, value, metric).
+
+    Raises:
+        UserError: when the file is missing, not YAML, or lacks a key.
+
+    Example:
+        >>> read_best(Path("results/hpo/optuna/best.yaml"))["engine"]  # doctest: +SKIP
+        'optuna'
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(
+            f"best configuration {path} does not exist; expected the best.yaml of a finished "
+            "study. Run the hpo rule first (snakemake results/hpo/<engine>/best.yaml)."
+        )
+    try:
+        best = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise UserError(f"{path} is not valid YAML ({error}); rerun the hpo rule.") from None
+    missing = [key for key in BEST_KEYS if not isinstance(best, Mapping) or key not in best]
+    if missing or not isinstance(best["params"], Mapping):
+        raise UserError(
+            f"{path} lacks {missing or ['params as a mapping']}; expected the keys "
+            f"{list(BEST_KEYS)} as written by `serhpo hpo`. Rerun the hpo rule."
+        )
+    return dict(best)
+
+
+def retrain(
+    config: Mapping[str, Any],
+    *,
+    best: Mapping[str, Any],
+    split_csv: Path,
+    model_dir: Path,
+    cache_dir: Path | None = None,
+    backbone_dir: Path | None = None,
+    seed: int | None = None,
+    root: Path | None = None,
+) -> dict[str, Any]:
+    """Train the best configuration on train + valid and save the model folder.
+
+    Config ``model`` and ``training`` give the fixed keys; ``best["params"]`` overrides
+    them. Only the split's ``train`` and ``valid`` rows are read (their audio through the
+    feature cache); the ``test`` rows are not even checked for existence.
+
+    Args:
+        config: the merged configuration (``seed``, ``target_labels``, ``backbone``,
+            ``model``, ``training``, ``features``, ``audio``).
+        best: the study's best.yaml.
+        split_csv: the tuning corpus' split CSV.
+        model_dir: the model folder to write (replaced when it exists).
+        cache_dir: the feature cache root; default config ``features.cache_dir``.
+        backbone_dir: the pretrained model folder; default config ``backbone.dir``.
+        seed: the training seed; default config ``seed``.
+        root: the project root the CSV's paths are relative to (default: cwd).
+
+    Returns:
+        The training summary (what ``training.json`` holds).
+
+    Raises:
+        UserError: bad parameters, or a retraining that diverged.
+
+    Example:
+        >>> summary = retrain(config, best=read_best(Path("results/hpo/optuna/best.yaml")),
+        ...     split_csv=Path("results/splits/emodb.csv"),
+        ...     model_dir=Path("results/final/optuna/model"))  # doctest: +SKIP
+        >>> summary["parts"]  # doctest: +SKIP
+        ['train', 'valid']
+    """
+    backbone_config = config.get("backbone") or {}
+    backbone = str(backbone_config.get("name", DEFAULT_BACKBONE))
+    if cache_dir is None:
+        cache_dir = Path((config.get("features") or {}).get("cache_dir", DEFAULT_CACHE_DIR))
+    if backbone_dir is None and backbone_config.get("dir"):
+        backbone_dir = Path(backbone_config["dir"])
+    seed = int(config.get("seed", 0)) if seed is None else seed
+    params = {
+        **(config.get("model") or {}),
+        **(config.get("training") or {}),
+        **dict(best["params"]),
+    }
+    split = load_split(split_csv, parts=FINAL_PARTS, labels=config.get("target_labels"), root=root)
+    data = TrainingData(
+        split=split,
+        cache=FeatureCache(Path(cache_dir), backbone=backbone, progress=True),
+        backbone=backbone,
+        backbone_dir=backbone_dir,
+    )
+    log.info(
+        "retraining %s's best trial %s (validation %s %.4f) on %s: %s",
+        best["engine"],
+        best["trial"],
+        best["metric"],
+        float(best["value"]),
+        " + ".join(FINAL_PARTS),
+        params,
+    )
+    outcome = fit(params, data, seed=seed, train_part=FINAL_PARTS, valid_part=None)
+    if outcome.result.status == TrialStatus.FAILED:
+        raise UserError(
+            f"retraining the best {best['engine']} configuration (trial {best['trial']}) failed: "
+            f"{outcome.result.reason}. The study scored it on train only; rerun with another "
+            "--seed, or pick another configuration from the study's trials.csv."
+        )
+    utterances = [u for part in FINAL_PARTS for u in split.parts[part]]
+    audio = config.get("audio") or {}
+    provenance = {
+        "engine": best["engine"],
+        "hpo": {key: best[key] for key in ("trial", "value", "metric")},
+        "seed": seed,
+        "trained_on": {
+            "split": str(split_csv),
+            "parts": list(FINAL_PARTS),
+            "n": len(utterances),
+        },
+        "audio_checks": {
+            "min_duration_s": float(audio.get("min_duration_s", AudioChecks.min_duration_s)),
+            "silence_dbfs": float(audio.get("silence_dbfs", AudioChecks.silence_dbfs)),
+        },
+    }
+    save_final_model(outcome, Path(model_dir), data=data, provenance=provenance)
+    extra = outcome.result.extra
+    # Per-epoch losses when serhpo.training records them; it keeps only the last one today.
+    losses = getattr(outcome, "train_losses", None) or extra.get("train_losses")
+    return {
+        "engine": best["engine"],
+        "trial": best["trial"],
+        "hpo_value": float(best["value"]),
+        "metric": best["metric"],
+        "backbone": backbone,
+        "seed": seed,
+        "params": dict(best["params"]),
+        "params_used": params,
+        "training": dataclasses.asdict(outcome.config),
+        "model_params": outcome.model.params,
+        "parts": list(FINAL_PARTS),
+        "n_utterances": len(utterances),
+        "per_label": dict(sorted(Counter(u.label for u in utterances).items())),
+        "epochs": outcome.config.epochs,
+        "stage": outcome.model.stage,
+        "train_loss": _finite_or_none(extra.get("train_loss")),
+        "train_losses": list(losses) if isinstance(losses, list) else None,
+        "status": str(outcome.result.status),
+        "seconds": extra.get("seconds"),
+        "seconds_features": extra.get("seconds_features"),
+        "seconds_train": extra.get("seconds_train"),
+        "model_dir": str(model_dir),
+    }
+
+
+def _finite_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def save_final_model(
+    outcome: FitOutcome,
+    directory: Path,
+    *,
+    data: TrainingData,
+    provenance: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a self-contained model folder (see the module docstring); return it.
+
+    Builds on :func:`serhpo.training.save_model` (``model.pt``, ``model.json``) and adds
+    the preprocessing, the label encoder and, for families with a backbone folder, a
+    copy of it. The folder is written beside ``directory`` and renamed into place, so
+    an interrupted run never leaves half a model.
+
+    Example:
+        >>> save_final_model(outcome, Path("results/final/optuna/model"), data=data)
+        ... # doctest: +SKIP
+        PosixPath('results/final/optuna/model')
+    """
+    from serhpo.backbones.speechbrain_io import write_label_encoder
+
+    directory = Path(directory)
+    partial = directory.with_name(directory.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    save_model(outcome, partial, data=data)
+    metadata = json.loads((partial / METADATA_FILE).read_text())
+    model = outcome.model
+    feature = model.frozen_feature(model.stage)
+    metadata.update(
+        {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "serhpo_version": serhpo.__version__,
+            "torch_version": torch.__version__,
+            "weights": WEIGHTS_FILE,
+            "preprocessing": {
+                "sample_rate": SAMPLE_RATE,
+                "channels": 1,
+                "maxlen": outcome.config.maxlen,
+                "padding": outcome.config.padding,
+                "stage": model.stage,
+                "feature": {"name": feature.name, "fingerprint": feature.fingerprint()},
+                "feature_params": model.params,
+            },
+            "backbone_dir": None,
+            **dict(provenance or {}),
+        }
+    )
+    if data.backbone_dir is not None:
+        # The backbone's files (hyperparams, checkpoints, label encoder, the transformers
+        # folder) travel with the model; hidden folders such as a hub cache do not.
+        shutil.copytree(
+            data.backbone_dir, partial / BACKBONE_SUBDIR, ignore=shutil.ignore_patterns(".*")
+        )
+        metadata["backbone_dir"] = BACKBONE_SUBDIR
+        checksum = Path(data.backbone_dir) / "checksum.sha256"
+        if checksum.is_file():
+            metadata["backbone_checksum"] = checksum.read_text().split()[0]
+    if isinstance(metadata.get("result"), dict):
+        # No validation score in a final retraining: write null, not NaN (invalid JSON).
+        metadata["result"]["value"] = _finite_or_none(metadata["result"].get("value"))
+    write_label_encoder(partial / LABEL_ENCODER_FILE, tuple(data.split.labels))
+    (partial / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str) + "\n")
+    if directory.exists():
+        shutil.rmtree(directory)
+    partial.rename(directory)
+    return directory
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``serhpo retrain``."""
+    parser.add_argument(
+        "--best", type=Path, required=True, help="the study's best.yaml (results/hpo/<engine>/)"
+    )
+    parser.add_argument(
+        "--split", type=Path, required=True, help="the tuning corpus' split CSV (train + valid)"
+    )
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        required=True,
+        help="model folder to write (results/final/<engine>/model)",
+    )
+    parser.add_argument(
+        "--summary",
+        type=Path,
+        help="training summary JSON to write (default: training.json beside --model-dir)",
+    )
+    add_config_arguments(parser)
+    parser.add_argument("--cache-dir", type=Path, help="feature cache root (default: config)")
+    parser.add_argument("--backbone-dir", type=Path, help="the pretrained model's folder")
+    parser.add_argument("--seed", type=int, help="overrides config seed")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``serhpo retrain``: train, save the model folder, write training.json."""
+    config = read_stage_config(args.config, args.config_json)
+    best = read_best(args.best)
+    summary = retrain(
+        config,
+        best=best,
+        split_csv=args.split,
+        model_dir=args.model_dir,
+        cache_dir=args.cache_dir,
+        backbone_dir=args.backbone_dir,
+        seed=args.seed,
+    )
+    summary_path = args.summary or args.model_dir.parent / "training.json"
+    summary_path.parent.mkdir(parents=True, exist_ok=True)
+    summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    log.info(
+        "saved %s (%d epochs, %.1f s); summary in %s",
+        args.model_dir,
+        summary["epochs"],
+        summary["seconds"] or 0.0,
+        summary_path,
+    )
+    return 0

@@ -1,0 +1,262 @@
+"""What every SER model family provides to the trainer and to the feature cache.
+
+A model is split into a FROZEN part, computed once per utterance by a
+:class:`FrozenFeature` and cached on disk (see :mod:`serhpo.features`), and a
+TRAINABLE part, the :class:`SERModel` itself (a ``torch.nn.Module``), which maps a
+batch of cached features to class logits.
+
+Training may have several stages. Each stage names the frozen computation it needs
+and the parameters it trains:
+
+==============  ===================  ===============================  =====================
+family          stage                frozen feature (cached)          trainable
+==============  ===================  ===============================  =====================
+logmel          ``train``            log-Mel spectrogram (T, n_mels)   the head (cnn, ...)
+egemaps         ``train``            eGeMAPSv02 functionals (88,)      a Linear layer
+wav2vec2        ``frozen``           pooled encoder output (D,)        the Linear layer
+wav2vec2        ``finetune``         conv feature extractor (T, 512)   encoder + Linear
+==============  ===================  ===============================  =====================
+
+The trainer (:mod:`serhpo.training`) asks :meth:`SERModel.stage_for_epoch` which
+stage an epoch runs, calls :meth:`SERModel.set_stage`, fetches
+``model.frozen_feature(stage)`` from the cache for every utterance, and calls
+``model(features, lengths, stage=stage)``.
+
+Example:
+    >>> model = build_model("logmel", num_classes=7, params={"arch": "cnn"})  # doctest: +SKIP
+    >>> stage = model.stage_for_epoch(1, unfreeze=0)
+    >>> feature = model.frozen_feature(stage)          # what the cache computes once
+    >>> item = feature.compute(waveform, valid_samples=len(waveform))
+    >>> logits = model(item.values[None], torch.tensor([item.valid_frames]), stage=stage)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from serhpo.errors import UserError
+
+#: The stage name of single-stage families (everything trainable from the first epoch).
+TRAIN_STAGE = "train"
+
+
+@dataclass(frozen=True)
+class FeatureItem:
+    """The frozen computation's output for one utterance.
+
+    Attributes:
+        values: a tensor; ``(frames, dim)`` for frame sequences (log-Mel, conv features),
+            ``(dim,)`` for utterance-level vectors (functionals, pooled encoder outputs),
+            any other shape a family's trainable part understands. Stored as float32
+            (or float16 where a family chooses to save space); the trainer converts to
+            float32.
+        valid_frames: how many leading frames along the first axis come from real
+            audio; the rest come from zero-padding (``maxlen`` with padding on) and are
+            masked by the trainable part. For vectors, ``1``.
+    """
+
+    values: torch.Tensor
+    valid_frames: int
+
+
+class FrozenFeature(ABC):
+    """A frozen computation from a waveform to a :class:`FeatureItem`, cached per utterance.
+
+    Subclasses set :attr:`name` and implement :meth:`fingerprint` and :meth:`compute`.
+    Heavy resources (a pretrained network) should be loaded lazily on the first
+    :meth:`compute`, so that a fully cached run never loads them.
+
+    Attributes:
+        name: a short folder-safe name for the cache path, e.g. ``logmel``,
+            ``egemaps``, ``wav2vec2-pooled``, ``wav2vec2-cnn``.
+    """
+
+    name: ClassVar[str] = "feature"
+
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """Identify everything that determines the output besides the audio itself.
+
+        Include the parameters (sample rate, n_mels, hop, ...), the version of the
+        library that computes it, and for a pretrained network its checksum. Cached
+        entries with another fingerprint are never read. Use :func:`fingerprint_of`.
+        """
+
+    @abstractmethod
+    def compute(self, waveform: torch.Tensor, *, valid_samples: int) -> FeatureItem:
+        """Compute the feature of one preprocessed utterance.
+
+        Args:
+            waveform: mono float32 samples at 16 kHz, shape ``(num_samples,)``, already
+                truncated and (if padding is on) zero-padded to ``maxlen``.
+            valid_samples: how many leading samples are real audio (the rest is padding).
+
+        Returns:
+            The feature, on the CPU, detached.
+        """
+
+    def compute_batch(
+        self, waveforms: Sequence[torch.Tensor], *, valid_samples: Sequence[int]
+    ) -> list[FeatureItem]:
+        """Compute several utterances at once; override where batching is faster.
+
+        The default calls :meth:`compute` for each one.
+        """
+        return [
+            self.compute(waveform, valid_samples=valid)
+            for waveform, valid in zip(waveforms, valid_samples, strict=True)
+        ]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, fingerprint={self.fingerprint()!r})"
+
+
+def fingerprint_of(**parts: Any) -> str:
+    """A short stable hash of JSON-serialisable keyword values (sorted by key).
+
+    Example:
+        >>> fingerprint_of(n_mels=64, hop=160) == fingerprint_of(hop=160, n_mels=64)
+        True
+    """
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class SERModel(nn.Module, ABC):
+    """The trainable part of a speech emotion recognition model.
+
+    Subclasses set :attr:`family` and :attr:`stages`, implement
+    :meth:`frozen_feature`, :meth:`trainable_parameters` and :meth:`forward`, and may
+    override :meth:`adapt` (statistics from the training features) and
+    :meth:`stage_for_epoch`.
+
+    Attributes:
+        family: the registry name (``logmel``, ``egemaps``, ``wav2vec2``).
+        stages: the training stages in the order they run; a single-stage family has
+            ``(TRAIN_STAGE,)``.
+        num_classes: size of the output layer.
+        params: the family parameters the model was built with (arch, sizes, ...),
+            JSON-serialisable, so that :func:`serhpo.models.build_model` rebuilds it.
+    """
+
+    family: ClassVar[str] = ""
+    stages: ClassVar[tuple[str, ...]] = (TRAIN_STAGE,)
+
+    def __init__(self, *, num_classes: int, params: dict[str, Any]) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.params = dict(params)
+        self.stage = self.stages[0]
+
+    def stage_for_epoch(self, epoch: int, *, unfreeze: int) -> str:
+        """The stage that epoch ``epoch`` (starting at 1) runs.
+
+        ``unfreeze`` is the number of epochs in the first stage before the second one
+        starts: with two stages, epochs ``1..unfreeze`` run ``stages[0]`` (encoder
+        frozen) and later epochs ``stages[1]`` (fine-tuned); ``unfreeze=0`` fine-tunes
+        from the first epoch. Single-stage families ignore ``unfreeze``.
+
+        Example:
+            >>> [model.stage_for_epoch(e, unfreeze=2) for e in (1, 2, 3)]  # doctest: +SKIP
+            ['frozen', 'frozen', 'finetune']
+        """
+        if len(self.stages) == 1:
+            return self.stages[0]
+        return self.stages[0] if epoch <= unfreeze else self.stages[1]
+
+    @abstractmethod
+    def frozen_feature(self, stage: str) -> FrozenFeature:
+        """The frozen computation whose cached output ``stage`` consumes."""
+
+    @abstractmethod
+    def trainable_parameters(self, stage: str) -> list[nn.Parameter]:
+        """The parameters that ``stage`` updates (the others keep ``requires_grad=False``)."""
+
+    def adapt(self, stage: str, train_items: Sequence[FeatureItem]) -> None:  # noqa: B027
+        """Fit statistics (e.g. feature standardisation) on the training features.
+
+        Called once per trial for each stage, with the training part's features of
+        that stage, before the stage's first epoch. The default does nothing.
+        """
+
+    def set_stage(self, stage: str) -> None:
+        """Switch to ``stage``: only its trainable parameters keep ``requires_grad``.
+
+        Raises:
+            ValueError: when ``stage`` is not one of :attr:`stages`.
+        """
+        if stage not in self.stages:
+            raise ValueError(f"{self.family} has stages {self.stages}; got {stage!r}")
+        trainable = {id(p) for p in self.trainable_parameters(stage)}
+        for parameter in self.parameters():
+            parameter.requires_grad_(id(parameter) in trainable)
+        self.stage = stage
+
+    @abstractmethod
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor, *, stage: str) -> torch.Tensor:
+        """Map a batch of cached features to logits.
+
+        Args:
+            features: the :class:`FeatureItem` values of a batch, zero-padded along the
+                first (frame) axis to the longest one: ``(batch, frames, ...)`` or
+                ``(batch, dim)`` for vectors; float32.
+            lengths: valid frames per utterance, int64 ``(batch,)``; positions at or
+                beyond it are padding and must not change the output (mask them).
+            stage: the current stage (equal to :attr:`stage`).
+
+        Returns:
+            Logits ``(batch, num_classes)``.
+        """
+
+
+def masked_mean(frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean over the frame axis (1) of ``(batch, frames, dim)``, ignoring padded frames.
+
+    Example:
+        >>> x = torch.tensor([[[1.0], [3.0], [100.0]]])
+        >>> masked_mean(x, torch.tensor([2]))
+        tensor([[2.]])
+    """
+    mask = frame_mask(lengths, frames.shape[1]).to(frames.dtype).unsqueeze(-1)
+    total = (frames * mask).sum(dim=1)
+    return total / mask.sum(dim=1).clamp_min(1.0)
+
+
+def frame_mask(lengths: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """A boolean ``(batch, num_frames)`` mask, True where a frame is real audio.
+
+    Example:
+        >>> frame_mask(torch.tensor([1, 3]), 3)
+        tensor([[ True, False, False],
+                [ True,  True,  True]])
+    """
+    positions = torch.arange(num_frames, device=lengths.device)
+    return positions.unsqueeze(0) < lengths.clamp_min(1).unsqueeze(1)
+
+
+def check_params(family: str, params: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``params`` over a family's ``defaults``; reject keys the family does not know.
+
+    Raises:
+        UserError: naming the unknown keys and the ones the family accepts.
+
+    Example:
+        >>> check_params("mlp-demo", {"dropout": 0.1}, {"dropout": 0.0, "size": 8})
+        {'dropout': 0.1, 'size': 8}
+    """
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise UserError(
+            f"model family {family!r} got unknown parameter(s) {unknown}; it accepts "
+            f"{sorted(defaults)} (plus the training keys of serhpo.training.TrainingConfig). "
+            "Fix the key in config.yaml (model: / search_space:)."
+        )
+    return {**defaults, **params}

@@ -1,0 +1,755 @@
+"""Train one configuration: the trainer behind every HPO trial and the ``train`` stage.
+
+One trial: build the model family, fetch its frozen features from the cache
+(:mod:`serhpo.features`), train the trainable part with AdamW, a cosine-annealed
+learning rate (per step) and cross-entropy, and score the validation part after every
+epoch with balanced class accuracy (BCA). The study's :data:`~serhpo.trial.EpochReporter`
+gets each epoch's BCA and may stop the trial (status ``pruned``). A trial whose loss
+turns NaN/inf, or whose validation predictions all fall in one class after the first
+epoch(s), stops with status ``failed`` and the reason, instead of spending its other
+epochs. The same seed and configuration give the same result on the CPU.
+
+Two-stage families (wav2vec2) run ``unfreeze`` epochs with the encoder frozen, then
+fine-tune (:meth:`serhpo.models.base.SERModel.stage_for_epoch`).
+
+Example:
+    >>> objective = build_objective(config, split_csv=Path("results/splits/emodb.csv"),
+    ...                             cache_dir=Path("results/features"))
+    >>> result = objective({"lr": 1e-3, "epochs": 5, "maxlen": 48000, "arch": "cnn"}, never_prune)
+    >>> result.status, round(result.value, 2)
+    (<TrialStatus.COMPLETE: 'complete'>, 0.71)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from serhpo.data import Preprocessing, SplitData, Utterance, batches, collate, load_split
+from serhpo.errors import UserError
+from serhpo.features import FeatureCache
+from serhpo.metrics import balanced_accuracy, classification_scores
+from serhpo.models import build_model
+from serhpo.models.base import FeatureItem, SERModel
+from serhpo.trial import EpochReporter, TrialResult, TrialStatus, never_prune
+
+log = logging.getLogger(__name__)
+
+#: Default model family when config has no ``backbone.name``.
+DEFAULT_BACKBONE = "logmel"
+
+#: Default feature cache root (config ``features.cache_dir``).
+DEFAULT_CACHE_DIR = "results/features"
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The training keys of a configuration (config ``training:`` and the HPO params).
+
+    Attributes:
+        lr: peak learning rate of AdamW.
+        epochs: epochs to run.
+        unfreeze: epochs with the encoder frozen before fine-tuning (two-stage families).
+        maxlen: truncate utterances to this many samples (``None``: keep them whole).
+        padding: zero-pad shorter utterances to ``maxlen`` (the paper: on).
+        batch_size: utterances per optimiser step (the paper: 1).
+        weight_decay: AdamW's decoupled weight decay.
+        min_lr_ratio: the cosine schedule ends at ``lr * min_lr_ratio``.
+        class_weights: weight the cross-entropy by inverse class frequency (off: the paper).
+        grad_clip: clip the gradient norm to this (``None``: no clipping).
+        collapse_after: from the epoch after this one, a trial whose validation
+            predictions all fall in one class fails as collapsed (``None``: never).
+        eval_batch_size: utterances per forward pass when scoring.
+        device: ``cpu``, ``cuda`` or ``auto`` (``cuda`` when available).
+        deterministic: ask torch for deterministic algorithms.
+        threads: torch CPU threads while training (``None``: torch's default); small
+            models train several times faster on 1 thread than on 2 busy cores.
+    """
+
+    lr: float = 1e-4
+    epochs: int = 5
+    unfreeze: int = 0
+    maxlen: int | None = 48000
+    padding: bool = True
+    batch_size: int = 1
+    weight_decay: float = 0.01
+    min_lr_ratio: float = 0.0
+    class_weights: bool = False
+    grad_clip: float | None = None
+    collapse_after: int | None = 1
+    eval_batch_size: int = 32
+    device: str = "cpu"
+    deterministic: bool = True
+    threads: int | None = None
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        """The names of the training keys."""
+        return {f.name for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def split_params(cls, params: Mapping[str, Any]) -> tuple[TrainingConfig, dict[str, Any]]:
+        """Separate training keys (checked and converted) from the model family's keys.
+
+        HPO engines may hand over numpy scalars or floats for integers; they are converted.
+
+        Raises:
+            UserError: for a value of the wrong type or range.
+
+        Example:
+            >>> config, model_params = TrainingConfig.split_params({"lr": 1e-3, "arch": "cnn"})
+            >>> config.lr, model_params
+            (0.001, {'arch': 'cnn'})
+        """
+        training = {k: v for k, v in params.items() if k in cls.field_names()}
+        model_params = {k: _plain(v) for k, v in params.items() if k not in cls.field_names()}
+        converted: dict[str, Any] = {}
+        for item in dataclasses.fields(cls):
+            if item.name in training:
+                converted[item.name] = _convert(item.name, training[item.name], item.default)
+        config = cls(**converted)
+        config.check()
+        return config, model_params
+
+    def check(self) -> None:
+        """Raise :class:`UserError` for values out of range."""
+        problems = []
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            problems.append(f"lr must be a positive number, got {self.lr}")
+        if self.epochs < 1:
+            problems.append(f"epochs must be at least 1, got {self.epochs}")
+        if self.unfreeze < 0:
+            problems.append(f"unfreeze must be 0 or more, got {self.unfreeze}")
+        if self.maxlen is not None and self.maxlen < 400:
+            problems.append(f"maxlen must be at least 400 samples or null, got {self.maxlen}")
+        if self.threads is not None and self.threads < 1:
+            problems.append(f"threads must be at least 1 or null, got {self.threads}")
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            problems.append("batch_size and eval_batch_size must be at least 1")
+        if self.device not in {"cpu", "cuda", "auto"} and not self.device.startswith("cuda:"):
+            problems.append(f"device must be cpu, cuda or auto, got {self.device!r}")
+        if problems:
+            raise UserError(
+                "bad training configuration: "
+                + "; ".join(problems)
+                + ". Fix training: or search_space: in config.yaml."
+            )
+
+    def torch_device(self) -> torch.device:
+        """The device to train on."""
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _convert(name: str, value: Any, default: Any) -> Any:
+    value = _plain(value)
+    try:
+        if name in {"maxlen", "grad_clip", "collapse_after", "threads"} and value in (
+            None,
+            "none",
+            "null",
+        ):
+            return None
+        if name in {"padding", "class_weights", "deterministic"}:
+            if isinstance(value, str):
+                return value.lower() in {"1", "true", "on", "yes"}
+            return bool(value)
+        if name in {
+            "epochs",
+            "unfreeze",
+            "maxlen",
+            "batch_size",
+            "collapse_after",
+            "eval_batch_size",
+            "threads",
+        }:
+            number = float(value)
+            if number != round(number):
+                raise ValueError(f"{value!r} is not a whole number")
+            return int(round(number))
+        if name in {"lr", "weight_decay", "min_lr_ratio", "grad_clip"}:
+            return float(value)
+        return type(default)(value) if default is not None else value
+    except (TypeError, ValueError) as error:
+        raise UserError(
+            f"training key {name!r} got {value!r} ({error}); expected a value like "
+            f"{default!r}. Fix it in config.yaml (training: or search_space:)."
+        ) from None
+
+
+@dataclass
+class TrainingData:
+    """What every trial of a study shares: the split's utterances and the feature cache.
+
+    Attributes:
+        split: the train and valid parts (never test while tuning).
+        cache: the feature cache (its in-memory copy is shared by the trials).
+        backbone: the model family (config ``backbone.name``).
+        backbone_dir: the pretrained model's folder, for families that have one.
+    """
+
+    split: SplitData
+    cache: FeatureCache
+    backbone: str = DEFAULT_BACKBONE
+    backbone_dir: Path | None = None
+
+
+@dataclass
+class FitOutcome:
+    """A trained model with its trial result and the last validation scores.
+
+    Attributes:
+        result: the trial result (status, BCA per epoch, reason).
+        model: the model as trained (after the last epoch run).
+        config: the training keys used.
+        scores: :func:`serhpo.metrics.classification_scores` of the last epoch run
+            (empty when the trial failed before scoring).
+    """
+
+    result: TrialResult
+    model: SERModel
+    config: TrainingConfig
+    scores: dict[str, Any] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's generators.
+
+    Example:
+        >>> seed_everything(0); a = torch.rand(1); seed_everything(0)
+        >>> bool(torch.rand(1) == a)
+        True
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def _torch_settings(*, deterministic: bool, threads: int | None) -> Iterator[None]:
+    previous = torch.are_deterministic_algorithms_enabled()
+    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    previous_threads = torch.get_num_threads()
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
+        torch.set_num_threads(previous_threads)
+
+
+def fit(
+    params: Mapping[str, Any],
+    data: TrainingData,
+    *,
+    report: EpochReporter = never_prune,
+    seed: int = 0,
+    train_part: str | Sequence[str] = "train",
+    valid_part: str | None = "valid",
+) -> FitOutcome:
+    """Train one configuration and keep the model (the final retraining uses this).
+
+    Args:
+        params: training keys (:class:`TrainingConfig`) and the model family's
+            parameters (``arch``, ``embedding_size``, ...), in one mapping.
+        data: the split and the feature cache.
+        report: called after each epoch with (epoch, validation BCA); True stops the trial.
+        seed: seeds the model's initialisation, dropout and the data order.
+        train_part: the part to train on, or several (``("train", "valid")`` for a final
+            retraining on all development data).
+        valid_part: the part scored after each epoch; ``None`` trains without scoring
+            (the result's value is then NaN and no collapse check runs).
+
+    Returns:
+        The outcome; failures (NaN/inf loss, collapse) are a ``failed`` result, not an
+        exception.
+
+    Raises:
+        UserError: for bad parameters.
+
+    Example:
+        >>> outcome = fit({"lr": 1e-3, "epochs": 3, "arch": "cnn"}, data, seed=0)
+        >>> outcome.result.history
+        [0.42, 0.55, 0.61]
+    """
+    config, model_params = TrainingConfig.split_params(params)
+    with _torch_settings(deterministic=config.deterministic, threads=config.threads):
+        return _fit(
+            config,
+            model_params,
+            data,
+            report=report,
+            seed=seed,
+            train_part=train_part,
+            valid_part=valid_part,
+        )
+
+
+def _fit(
+    config: TrainingConfig,
+    model_params: dict[str, Any],
+    data: TrainingData,
+    *,
+    report: EpochReporter,
+    seed: int,
+    train_part: str | Sequence[str],
+    valid_part: str | None,
+) -> FitOutcome:
+    started = time.perf_counter()
+    seed_everything(seed)
+    device = config.torch_device()
+    model = build_model(
+        data.backbone,
+        num_classes=len(data.split.labels),
+        params=model_params,
+        backbone_dir=data.backbone_dir,
+    ).to(device)
+    preprocessing = Preprocessing(maxlen=config.maxlen, padding=config.padding)
+    train_parts = [train_part] if isinstance(train_part, str) else list(train_part)
+    train_utterances = [u for part in train_parts for u in data.split.parts[part]]
+    valid_utterances = data.split.parts[valid_part] if valid_part else []
+    train_targets = torch.as_tensor(
+        np.concatenate([data.split.targets(part) for part in train_parts])
+    )
+    valid_targets = data.split.targets(valid_part) if valid_part else np.array([])
+
+    # Only the stages this trial runs: a family may build parts lazily (wav2vec2's encoder copy).
+    stages_run = dict.fromkeys(
+        model.stage_for_epoch(epoch, unfreeze=config.unfreeze)
+        for epoch in range(1, config.epochs + 1)
+    )
+    all_trainable = {id(p): p for s in stages_run for p in model.trainable_parameters(s)}
+    optimizer = torch.optim.AdamW(
+        list(all_trainable.values()), lr=config.lr, weight_decay=config.weight_decay
+    )
+    steps_per_epoch = math.ceil(len(train_utterances) / config.batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=config.epochs * steps_per_epoch, eta_min=config.lr * config.min_lr_ratio
+    )
+    loss_function = nn.CrossEntropyLoss(weight=_class_weights(config, train_targets, model))
+    order = torch.Generator().manual_seed(seed)
+
+    history: list[float] = []
+    extra: dict[str, float | int | str] = {"seconds_features": 0.0, "seconds_train": 0.0}
+    adapted: set[str] = set()
+    scores: dict[str, Any] = {}
+
+    def finish(status: TrialStatus, reason: str = "") -> FitOutcome:
+        extra["epochs_run"] = len(history)
+        extra["seconds"] = round(time.perf_counter() - started, 3)
+        extra["seconds_features"] = round(float(extra["seconds_features"]), 3)
+        extra["seconds_train"] = round(float(extra["seconds_train"]), 3)
+        if status == TrialStatus.FAILED:
+            value = math.nan
+            log.warning("trial failed: %s", reason)
+        else:
+            value = history[-1] if history else math.nan
+        result = TrialResult(
+            value=value, status=status, reason=reason, history=list(history), extra=extra
+        )
+        return FitOutcome(result=result, model=model.cpu(), config=config, scores=scores)
+
+    for epoch in range(1, config.epochs + 1):
+        stage = model.stage_for_epoch(epoch, unfreeze=config.unfreeze)
+        model.set_stage(stage)
+        feature_start = time.perf_counter()
+        feature = model.frozen_feature(stage)
+        train_items = data.cache.get_many(feature, train_utterances, preprocessing)
+        valid_items = data.cache.get_many(feature, valid_utterances, preprocessing)
+        extra["seconds_features"] += time.perf_counter() - feature_start
+        if stage not in adapted:
+            model.adapt(stage, train_items)
+            model.to(device)
+            adapted.add(stage)
+        extra["stage"] = stage
+
+        train_start = time.perf_counter()
+        model.train()
+        total_loss, count = 0.0, 0
+        for step, indices in enumerate(
+            batches(len(train_items), batch_size=config.batch_size, shuffle=True, generator=order)
+        ):
+            features, lengths = collate([train_items[i] for i in indices])
+            logits = model(features.to(device), lengths.to(device), stage=stage)
+            loss = loss_function(logits, train_targets[indices].to(device))
+            if not torch.isfinite(loss):
+                extra["seconds_train"] += time.perf_counter() - train_start
+                return finish(
+                    TrialStatus.FAILED,
+                    f"diverged: {loss.item()} loss at epoch {epoch}, step {step + 1} "
+                    f"(lr {config.lr:g}, stage {stage}); try a lower learning rate",
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip is not None:
+                nn.utils.clip_grad_norm_(list(all_trainable.values()), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            total_loss += loss.item() * len(indices)
+            count += len(indices)
+        extra["train_loss"] = round(total_loss / max(count, 1), 6)
+        extra["seconds_train"] += time.perf_counter() - train_start
+
+        if not valid_part:
+            continue
+        logits = predict_logits(
+            model, valid_items, stage=stage, batch_size=config.eval_batch_size, device=device
+        )
+        if not torch.isfinite(logits).all():
+            return finish(
+                TrialStatus.FAILED,
+                f"diverged: non-finite validation outputs at epoch {epoch} (lr {config.lr:g}, "
+                f"stage {stage}); try a lower learning rate",
+            )
+        predictions = logits.argmax(dim=1).numpy()
+        bca = balanced_accuracy(valid_targets, predictions)
+        history.append(bca)
+        scores = classification_scores(valid_targets, predictions, labels=data.split.labels)
+        log.info(
+            "epoch %d/%d (%s): train loss %.4f, valid BCA %.4f",
+            epoch,
+            config.epochs,
+            stage,
+            extra["train_loss"],
+            bca,
+        )
+        predicted = set(predictions.tolist())
+        if (
+            config.collapse_after is not None
+            and epoch > config.collapse_after
+            and len(predicted) == 1
+            and len(set(valid_targets.tolist())) > 1
+        ):
+            label = data.split.labels[predicted.pop()]
+            return finish(
+                TrialStatus.FAILED,
+                f"collapsed: every validation utterance predicted as {label!r} at epoch "
+                f"{epoch} (BCA {bca:.3f}; lr {config.lr:g}, stage {stage}); try a lower "
+                "learning rate or a later unfreeze",
+            )
+        if report(epoch, bca):
+            return finish(TrialStatus.PRUNED, f"pruned after epoch {epoch} (BCA {bca:.3f})")
+    return finish(TrialStatus.COMPLETE)
+
+
+def _class_weights(
+    config: TrainingConfig, targets: torch.Tensor, model: SERModel
+) -> torch.Tensor | None:
+    if not config.class_weights:
+        return None
+    counts = torch.bincount(targets, minlength=model.num_classes).float()
+    weights = counts.sum() / (counts.clamp_min(1) * (counts > 0).sum())
+    return weights.to(config.torch_device())
+
+
+def predict_logits(
+    model: SERModel,
+    items: Sequence[FeatureItem],
+    *,
+    stage: str | None = None,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """The model's logits for cached features, in eval mode, on the CPU.
+
+    Example:
+        >>> predict_logits(model, items).argmax(dim=1)[:3]
+        tensor([2, 0, 5])
+    """
+    stage = stage or model.stage
+    model.eval()
+    outputs = []
+    with torch.inference_mode():
+        for indices in batches(len(items), batch_size=batch_size, shuffle=False):
+            features, lengths = collate([items[i] for i in indices])
+            outputs.append(
+                model(features.to(device), lengths.to(device), stage=stage).float().cpu()
+            )
+    if not outputs:
+        return torch.empty(0, model.num_classes)
+    return torch.cat(outputs)
+
+
+def predict_utterances(
+    model: SERModel,
+    utterances: Sequence[Utterance],
+    *,
+    cache: FeatureCache,
+    maxlen: int | None,
+    padding: bool = True,
+    batch_size: int = 32,
+) -> torch.Tensor:
+    """Logits of a trained model for utterances (e.g. the test part), via the feature cache.
+
+    Uses the frozen feature of the model's current stage (the last one it trained in) and
+    the ``maxlen``/``padding`` it was trained with.
+
+    Example:
+        >>> model, meta = load_model(Path("results/final/optuna/model"))
+        >>> test = load_split(split_csv, parts=("test",), labels=meta["labels"]).parts["test"]
+        >>> logits = predict_utterances(model, test, cache=cache,
+        ...                             maxlen=meta["training"]["maxlen"])
+    """
+    items = cache.get_many(
+        model.frozen_feature(model.stage), utterances, Preprocessing(maxlen=maxlen, padding=padding)
+    )
+    return predict_logits(model, items, batch_size=batch_size)
+
+
+def train_and_evaluate(
+    params: Mapping[str, Any],
+    data: TrainingData,
+    *,
+    report: EpochReporter = never_prune,
+    seed: int = 0,
+) -> TrialResult:
+    """Train on the train part, score the valid part after each epoch; one HPO trial.
+
+    Args:
+        params: training keys (lr, epochs, unfreeze, maxlen, padding, batch_size, ...)
+            and the family's parameters (arch, embedding_size, dropout, ...).
+        data: the split and the feature cache, shared by the trials.
+        report: the study's per-epoch reporter (True: stop, status ``pruned``).
+        seed: the trial's seed.
+
+    Returns:
+        The trial result: value = the last epoch's validation BCA.
+
+    Example:
+        >>> train_and_evaluate({"lr": 1e-3, "epochs": 2}, data, seed=0).status
+        <TrialStatus.COMPLETE: 'complete'>
+    """
+    return fit(params, data, report=report, seed=seed).result
+
+
+def build_objective(
+    config: Mapping[str, Any],
+    *,
+    split_csv: Path,
+    cache_dir: Path | None = None,
+    backbone_dir: Path | None = None,
+    root: Path | None = None,
+) -> Callable[[dict[str, Any], EpochReporter], TrialResult]:
+    """Load a study's data once and return its objective.
+
+    Reads config ``seed``, ``target_labels``, ``backbone.name``, ``model`` (the family's
+    fixed parameters) and ``training`` (fixed training keys); a trial's params override
+    both. Only the split's train and valid parts are read.
+
+    Args:
+        config: the pipeline configuration (a parsed config.yaml).
+        split_csv: the split CSV.
+        cache_dir: the feature cache root; default config ``features.cache_dir``, else
+            ``results/features``.
+        backbone_dir: the pretrained model's folder, for families that have one; default
+            config ``backbone.dir``.
+        root: the project root the CSV's paths are relative to (default: cwd).
+
+    Returns:
+        ``objective(params, report) -> TrialResult``. A trial that raises anything but
+        a :class:`UserError` is returned as ``failed`` with the exception as its reason.
+
+    Example:
+        >>> objective = build_objective(config, split_csv=split, cache_dir=Path("results/features"))
+        >>> objective({"lr": 3e-4, "epochs": 4, "maxlen": 48000, "arch": "cnn"}, never_prune).ok
+        True
+    """
+    backbone_config = config.get("backbone") or {}
+    backbone = str(backbone_config.get("name", DEFAULT_BACKBONE))
+    if cache_dir is None:
+        cache_dir = Path((config.get("features") or {}).get("cache_dir", DEFAULT_CACHE_DIR))
+    if backbone_dir is None and backbone_config.get("dir"):
+        backbone_dir = Path(backbone_config["dir"])
+    model_defaults = dict(config.get("model") or {})
+    training_defaults = dict(config.get("training") or {})
+    seed = int(config.get("seed", 0))
+    labels = config.get("target_labels")
+    split = load_split(split_csv, parts=("train", "valid"), labels=labels, root=root)
+    data = TrainingData(
+        split=split,
+        cache=FeatureCache(cache_dir, backbone=backbone, progress=True),
+        backbone=backbone,
+        backbone_dir=backbone_dir,
+    )
+
+    def objective(params: dict[str, Any], report: EpochReporter) -> TrialResult:
+        merged = {**model_defaults, **training_defaults, **params}
+        try:
+            return train_and_evaluate(merged, data, report=report, seed=seed)
+        except UserError:
+            raise
+        except Exception as error:  # the study goes on; the reason is logged with the trial
+            log.exception("trial with params %s raised", params)
+            return TrialResult(
+                value=math.nan,
+                status=TrialStatus.FAILED,
+                reason=f"raised {type(error).__name__}: {error}",
+            )
+
+    objective.data = data  # type: ignore[attr-defined]  # for callers that want the split
+    return objective
+
+
+def save_model(outcome: FitOutcome, directory: Path, *, data: TrainingData) -> Path:
+    """Save a trained model: ``model.pt`` (state dict) and ``model.json`` (how to rebuild it).
+
+    Example:
+        >>> save_model(outcome, Path("results/final/optuna/model"), data=data)
+        PosixPath('results/final/optuna/model/model.pt')
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = directory / "model.pt"
+    torch.save(outcome.model.state_dict(), weights)
+    metadata = {
+        "backbone": data.backbone,
+        "labels": list(data.split.labels),
+        "model_params": outcome.model.params,
+        "training": dataclasses.asdict(outcome.config),
+        "stage": outcome.model.stage,
+        "result": dataclasses.asdict(outcome.result),
+    }
+    (directory / "model.json").write_text(json.dumps(metadata, indent=2, default=str) + "\n")
+    return weights
+
+
+def load_model(directory: Path, *, backbone_dir: Path | None = None) -> tuple[SERModel, dict]:
+    """Rebuild a model saved by :func:`save_model`; return it (eval mode) and its metadata.
+
+    Example:
+        >>> model, metadata = load_model(Path("results/final/optuna/model"))
+        >>> metadata["labels"][:2]
+        ['anger', 'boredom']
+    """
+    metadata = json.loads((directory / "model.json").read_text())
+    model = build_model(
+        metadata["backbone"],
+        num_classes=len(metadata["labels"]),
+        params=metadata["model_params"],
+        backbone_dir=backbone_dir,
+    )
+    state = torch.load(directory / "model.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    model.set_stage(metadata["stage"])
+    model.eval()
+    return model, metadata
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def _read_configs(paths: Sequence[Path]) -> dict[str, Any]:
+    """Merge config files key by key (later wins), fill schema defaults, check known keys."""
+    from serhpo.config import deep_merge, load_schema, validate_config, with_defaults
+
+    merged: dict[str, Any] = {}
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"config file {path} does not exist; pass an existing --config file.")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, Mapping):
+            raise UserError(f"config {path} holds a {type(loaded).__name__}; expected a mapping.")
+        merged = deep_merge(merged, loaded)
+    if not paths:
+        return merged
+    schema = load_schema()
+    completed = with_defaults(merged, schema)
+    known = schema.get("properties", {})
+    validate_config({k: v for k, v in completed.items() if k in known}, schema)
+    return completed
+
+
+def _param(text: str) -> tuple[str, Any]:
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), yaml.safe_load(value)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``serhpo train``."""
+    parser.add_argument("split_csv", type=Path, help="the split CSV (results/splits/{corpus}.csv)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        action="append",
+        default=[],
+        help="config YAML (repeatable; later files override earlier ones key by key)",
+    )
+    parser.add_argument(
+        "--param",
+        type=_param,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a training or model parameter, e.g. lr=1e-4 arch=cnn (repeatable; YAML values)",
+    )
+    parser.add_argument("--backbone", help="model family; overrides config backbone.name")
+    parser.add_argument("--backbone-dir", type=Path, help="the pretrained model's folder")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=Path(DEFAULT_CACHE_DIR), help="feature cache root"
+    )
+    parser.add_argument("--seed", type=int, help="overrides config seed")
+    parser.add_argument("--fold", type=int, help="validate on this fold of the split's folds")
+    parser.add_argument("--output", type=Path, help="write the scores JSON here")
+    parser.add_argument("--model-dir", type=Path, help="save the trained model here")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``serhpo train``: train one configuration, print its validation scores as JSON."""
+    config = _read_configs(args.config)
+    backbone_config = config.get("backbone") or {}
+    backbone = args.backbone or backbone_config.get("name", DEFAULT_BACKBONE)
+    backbone_dir = args.backbone_dir or (
+        Path(backbone_config["dir"]) if backbone_config.get("dir") else None
+    )
+    seed = args.seed if args.seed is not None else int(config.get("seed", 0))
+    split = load_split(
+        args.split_csv, parts=("train", "valid"), labels=config.get("target_labels"), fold=args.fold
+    )
+    data = TrainingData(
+        split=split,
+        cache=FeatureCache(args.cache_dir, backbone=backbone, progress=True),
+        backbone=backbone,
+        backbone_dir=backbone_dir,
+    )
+    params = {**(config.get("model") or {}), **(config.get("training") or {}), **dict(args.param)}
+    outcome = fit(params, data, seed=seed)
+    result = dataclasses.asdict(outcome.result)
+    result["value"] = None if math.isnan(result["value"]) else result["value"]  # valid JSON
+    summary = {
+        "backbone": backbone,
+        "seed": seed,
+        "params": params,
+        **result,
+        "scores": outcome.scores,
+    }
+    text = json.dumps(summary, indent=2, default=str)
+    print(text)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text + "\n")
+    if args.model_dir:
+        save_model(outcome, args.model_dir, data=data)
+    return 0 if outcome.result.status != TrialStatus.FAILED else 1
