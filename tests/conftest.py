@@ -49,7 +49,8 @@ def run_snakemake(
         path.write_text(yaml.safe_dump(extra))
         files.append(path.name)
     return subprocess.run(
-        [*SNAKEMAKE, "--cores", "2", "--configfile", *files, *args],
+        # Targets and flags first: --configfile takes every name that follows it.
+        [*SNAKEMAKE, "--cores", "2", *args, "--configfile", *files],
         cwd=workdir,
         capture_output=True,
         text=True,
