@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -62,3 +63,37 @@ def run_snakemake(
 def snakemake_tools() -> SimpleNamespace:
     """Helpers for tests that run the workflow: copy_workflow, run and the command."""
     return SimpleNamespace(copy=copy_workflow, run=run_snakemake, command=SNAKEMAKE)
+
+
+# ---- a prepared synthetic corpus and its split --------------------------------------------
+
+TARGET_LABELS = ["anger", "boredom", "disgust", "fear", "happiness", "sadness", "neutral"]
+
+
+def synthetic_split(
+    folder: Path, *, speakers: int, per_label: int, seed: int, labels: list[str] | None = None
+) -> pd.DataFrame:
+    """Synthesize an EmoDB-style corpus in ``folder``, prepare it and split it (stratified,
+    test and valid 25 %). The split is also written to ``folder / "split.csv"``."""
+    from serhpo.corpora import get_format
+    from serhpo.corpora.synthetic import synthesize_corpus
+    from serhpo.prepare import prepare_corpus
+    from serhpo.splits import split_manifest
+
+    synthesize_corpus(
+        "emodb", folder / "raw", n_speakers=speakers, utterances_per_speaker_label=per_label,
+        seed=seed, duration_s=(1.0, 1.5),
+    )  # fmt: skip
+    prepared = prepare_corpus(
+        corpus="emodb", fmt=get_format("emodb"), raw_dir=folder / "raw",
+        out_dir=folder / "16k", target_labels=labels or TARGET_LABELS,
+    )  # fmt: skip
+    split = split_manifest(prepared.manifest, test_fraction=0.25, valid_fraction=0.25, seed=0)
+    split.to_csv(folder / "split.csv", index=False)
+    return split
+
+
+@pytest.fixture(scope="session")
+def make_synthetic_split():
+    """:func:`synthetic_split`, for module-scoped fixtures."""
+    return synthetic_split

@@ -20,8 +20,6 @@ import yaml
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from serhpo import cli
-from serhpo.corpora import get_format
-from serhpo.corpora.synthetic import synthesize_corpus
 from serhpo.errors import UserError
 from serhpo.evaluation import (
     EVAL_KEYS,
@@ -32,9 +30,7 @@ from serhpo.evaluation import (
     score_predictions,
 )
 from serhpo.final import load_final_model, retrain
-from serhpo.prepare import prepare_corpus
 from serhpo.report.inputs import read_evaluation
-from serhpo.splits import split_manifest
 
 LABELS = ["anger", "boredom", "happiness", "neutral", "sadness"]
 MODEL = {"n_mels": 32, "channels": 8, "conv_blocks": 2, "embedding_size": 32}
@@ -47,18 +43,10 @@ EXACT_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def setup(tmp_path_factory: pytest.TempPathFactory, make_synthetic_split) -> dict[str, Path]:
     """The split, a config, a zero-shot split without boredom, and a retrained model."""
     folder = tmp_path_factory.mktemp("evaluation")
-    synthesize_corpus(
-        "emodb", folder / "raw", n_speakers=6, utterances_per_speaker_label=3, seed=1,
-        duration_s=(1.0, 1.5),
-    )  # fmt: skip
-    prepared = prepare_corpus(
-        corpus="emodb", fmt=get_format("emodb"), raw_dir=folder / "raw",
-        out_dir=folder / "16k", target_labels=LABELS,
-    )  # fmt: skip
-    split = split_manifest(prepared.manifest, test_fraction=0.25, valid_fraction=0.25, seed=0)
+    split = make_synthetic_split(folder, speakers=6, per_label=3, seed=1, labels=LABELS)
     split.to_csv(folder / "emodb.csv", index=False)
     # A stand-in zero-shot corpus: three speakers' labelled utterances, no boredom.
     speakers = sorted(split["speaker"].unique())[:3]

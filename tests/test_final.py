@@ -20,8 +20,6 @@ import torch
 import yaml
 
 from serhpo import cli
-from serhpo.corpora import get_format
-from serhpo.corpora.synthetic import synthesize_corpus
 from serhpo.data import Preprocessing, load_split, read_waveform
 from serhpo.errors import UserError
 from serhpo.evaluation import evaluate
@@ -34,8 +32,6 @@ from serhpo.final import (
     save_final_model,
 )
 from serhpo.metrics import balanced_accuracy
-from serhpo.prepare import prepare_corpus
-from serhpo.splits import split_manifest
 from serhpo.training import TrainingData, fit
 
 LABELS = ["anger", "happiness", "neutral", "sadness"]
@@ -55,22 +51,10 @@ BEST = {
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def corpus(tmp_path_factory: pytest.TempPathFactory, make_synthetic_split) -> dict[str, Path]:
     """A prepared synthetic corpus, its split, and a copy whose test rows point at no file."""
     folder = tmp_path_factory.mktemp("final")
-    synthesize_corpus(
-        "emodb", folder / "raw", n_speakers=6, utterances_per_speaker_label=4, seed=0,
-        duration_s=(1.0, 1.5),
-    )  # fmt: skip
-    prepared = prepare_corpus(
-        corpus="emodb",
-        fmt=get_format("emodb"),
-        raw_dir=folder / "raw",
-        out_dir=folder / "16k",
-        target_labels=LABELS,
-    )
-    split = split_manifest(prepared.manifest, test_fraction=0.25, valid_fraction=0.25, seed=0)
-    split.to_csv(folder / "split.csv", index=False)
+    split = make_synthetic_split(folder, speakers=6, per_label=4, seed=0, labels=LABELS)
     guarded = split.copy()
     test = guarded["part"] == "test"
     guarded.loc[test, "path"] = "never/" + guarded.loc[test, "utterance_id"] + ".wav"

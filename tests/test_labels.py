@@ -1,20 +1,12 @@
 import pytest
 
+from serhpo.corpora import RAVDESS
 from serhpo.errors import UserError
 from serhpo.labels import resolve_label_map
 
 TARGETS = ["anger", "boredom", "disgust", "fear", "happiness", "sadness", "neutral"]
-RAVDESS_LABELS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
-RAVDESS_DEFAULT = {
-    "neutral": "neutral",
-    "calm": "neutral",
-    "happy": "happiness",
-    "sad": "sadness",
-    "angry": "anger",
-    "fearful": "fear",
-    "disgust": "disgust",
-    "surprised": None,
-}
+RAVDESS_LABELS = list(RAVDESS.labels)
+RAVDESS_DEFAULT = RAVDESS.default_label_map
 
 
 def resolve(overrides=None, targets=TARGETS):

@@ -16,32 +16,19 @@ import soundfile as sf
 import soxr
 
 from serhpo import cli
-from serhpo.corpora import get_format
-from serhpo.corpora.synthetic import synthesize_corpus
 from serhpo.final import load_final_model, retrain
 from serhpo.predict import Prediction, format_predictions, predict_files
-from serhpo.prepare import prepare_corpus
-from serhpo.splits import split_manifest
 
 LABELS = ["anger", "happiness", "neutral", "sadness"]
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def model(tmp_path_factory: pytest.TempPathFactory, make_synthetic_split) -> dict[str, Path]:
     """A retrained model folder and recordings: the prepared 16 kHz original of one
     utterance, the same at 48 kHz stereo and at 8 kHz, a file that is not audio, a
     missing file."""
     folder = tmp_path_factory.mktemp("predict")
-    synthesize_corpus(
-        "emodb", folder / "raw", n_speakers=4, utterances_per_speaker_label=3, seed=2,
-        duration_s=(1.0, 1.5),
-    )  # fmt: skip
-    prepared = prepare_corpus(
-        corpus="emodb", fmt=get_format("emodb"), raw_dir=folder / "raw",
-        out_dir=folder / "16k", target_labels=LABELS,
-    )  # fmt: skip
-    split = split_manifest(prepared.manifest, test_fraction=0.25, valid_fraction=0.25, seed=0)
-    split.to_csv(folder / "split.csv", index=False)
+    split = make_synthetic_split(folder, speakers=4, per_label=3, seed=2, labels=LABELS)
     config = {
         "seed": 0,
         "target_labels": LABELS,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -87,3 +88,15 @@ def test_a_bad_config_key_stops_before_any_work(tmp_path: Path, snakemake_tools)
     assert result.returncode != 0
     assert "'random' is not one of ['stratified', 'speaker']" in result.stderr
     assert not (workdir / "results").exists() and not (workdir / "resources").exists()
+
+
+def test_rules_are_formatted_with_snakefmt() -> None:
+    files = ["Snakefile", *sorted(str(p) for p in (REPO_ROOT / "workflow/rules").glob("*.smk"))]
+    result = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", *files],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -40,6 +40,7 @@ import torch
 import yaml
 from torch import nn
 
+from serhpo.config import add_config_arguments, read_stage_config
 from serhpo.data import Preprocessing, SplitData, Utterance, batches, collate, load_split
 from serhpo.errors import UserError
 from serhpo.features import FeatureCache
@@ -659,27 +660,6 @@ def load_model(directory: Path, *, backbone_dir: Path | None = None) -> tuple[SE
 # ---------------------------------------------------------------- CLI
 
 
-def _read_configs(paths: Sequence[Path]) -> dict[str, Any]:
-    """Merge config files key by key (later wins), fill schema defaults, check known keys."""
-    from serhpo.config import deep_merge, load_schema, validate_config, with_defaults
-
-    merged: dict[str, Any] = {}
-    for path in paths:
-        if not path.is_file():
-            raise UserError(f"config file {path} does not exist; pass an existing --config file.")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, Mapping):
-            raise UserError(f"config {path} holds a {type(loaded).__name__}; expected a mapping.")
-        merged = deep_merge(merged, loaded)
-    if not paths:
-        return merged
-    schema = load_schema()
-    completed = with_defaults(merged, schema)
-    known = schema.get("properties", {})
-    validate_config({k: v for k, v in completed.items() if k in known}, schema)
-    return completed
-
-
 def _param(text: str) -> tuple[str, Any]:
     key, separator, value = text.partition("=")
     if not separator or not key:
@@ -690,13 +670,7 @@ def _param(text: str) -> tuple[str, Any]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``serhpo train``."""
     parser.add_argument("split_csv", type=Path, help="the split CSV (results/splits/{corpus}.csv)")
-    parser.add_argument(
-        "--config",
-        type=Path,
-        action="append",
-        default=[],
-        help="config YAML (repeatable; later files override earlier ones key by key)",
-    )
+    add_config_arguments(parser)
     parser.add_argument(
         "--param",
         type=_param,
@@ -718,7 +692,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``serhpo train``: train one configuration, print its validation scores as JSON."""
-    config = _read_configs(args.config)
+    config = read_stage_config(args.config, args.config_json)
     backbone_config = config.get("backbone") or {}
     backbone = args.backbone or backbone_config.get("name", DEFAULT_BACKBONE)
     backbone_dir = args.backbone_dir or (
