@@ -447,8 +447,9 @@ def _fit(
             return finish(
                 TrialStatus.FAILED,
                 f"collapsed: every validation utterance predicted as {label!r} at epoch "
-                f"{epoch} (BCA {bca:.3f}; lr {config.lr:g}, stage {stage}); try a lower "
-                "learning rate or a later unfreeze",
+                f"{epoch} (BCA {bca:.3f}; lr {config.lr:g}, stage {stage}); a diverging run "
+                "wants a lower learning rate or a later unfreeze, an undertrained one more "
+                "epochs or a higher learning rate",
             )
         if report(epoch, bca):
             return finish(TrialStatus.PRUNED, f"pruned after epoch {epoch} (BCA {bca:.3f})")
