@@ -102,3 +102,17 @@ def test_the_report_html_embeds_the_plots(pipeline: Path, snakemake_tools) -> No
     html = (pipeline / "report.html").read_text(errors="replace")
     assert "best_so_far.png" in html and "confusion_optuna_emodb.png" in html
     assert "Table 3" in html or "table3_time_to_threshold" in html
+
+
+def test_an_engine_only_key_reruns_only_that_engine(pipeline: Path, snakemake_tools) -> None:
+    changed = {**SMALL_DAG, "hpo": {**SMALL_DAG["hpo"], "n_sobol": 2}}  # read by Ax alone
+    result = snakemake_tools.run(pipeline, "-n", configs=[changed])
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = {
+        m[1]: int(m[2])
+        for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", result.stdout.split("Job stats:")[1], re.M)
+    }
+    assert jobs["hpo"] == 1 and jobs["retrain_final"] == 1
+    assert "prepare_corpus" not in jobs and "cache_features" not in jobs
+    studies = re.findall(r"rule hpo:.*?wildcards: engine=(\w+)", result.stdout, re.S)
+    assert studies == ["ax"]

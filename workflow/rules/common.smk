@@ -115,10 +115,39 @@ def cached_maxlens():
     return " ".join("none" if value is None else str(value) for value in values)
 
 
-def stage_settings(*keys, drop=()):
-    """The config keys a stage reads, as JSON: editing any other key does not rerun the stage."""
-    settings = {key: config[key] for key in keys}
-    for dotted in drop:
-        section, key = dotted.split(".")
-        settings[section] = {k: v for k, v in settings[section].items() if k != key}
+# hpo keys that only one kind of engine reads: editing them reruns only those engines' studies.
+ENGINE_ONLY_HPO_KEYS = {
+    "n_sobol": {"ax"},
+    "n_startup_trials": {"hyperopt", "optuna"},
+    "grid_points": {"grid"},
+    "grid_budget": {"grid"},
+    "n_workers": {"optuna"},
+}
+
+
+def hpo_settings(wildcards):
+    """What one engine's study reads, as JSON (another engine's keys left out)."""
+    settings = {
+        key: config[key]
+        for key in (
+            "seed",
+            "target_labels",
+            "backbone",
+            "model",
+            "training",
+            "features",
+            "search_space",
+        )
+    }
+    settings["hpo"] = {
+        key: value
+        for key, value in config["hpo"].items()
+        if key != "engines"
+        and wildcards.engine in ENGINE_ONLY_HPO_KEYS.get(key, {wildcards.engine})
+    }
     return as_json(settings)
+
+
+def stage_settings(*keys):
+    """The config keys a stage reads, as JSON: editing any other key does not rerun the stage."""
+    return as_json({key: config[key] for key in keys})

@@ -20,17 +20,7 @@ rule hpo:
         mem_mb=8000,
         runtime=1440,
     params:
-        settings=stage_settings(
-            "seed",
-            "target_labels",
-            "backbone",
-            "model",
-            "training",
-            "features",
-            "search_space",
-            "hpo",
-            drop=["hpo.engines"],
-        ),
+        settings=hpo_settings,
         study="results/hpo/{engine}/study",
         cache_dir=lambda wc, input: cache_root(input.features),
         backbone_option=backbone_option,
