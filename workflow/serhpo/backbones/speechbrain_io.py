@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from serhpo.corpora.download import file_sha256
 from serhpo.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -256,14 +257,6 @@ def check_backbone_folder(folder: Path) -> Path:
     return folder.resolve()
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def file_hashes(folder: Path) -> dict[str, str]:
     """SHA-256 of every file of a backbone folder, by relative path.
 
@@ -289,7 +282,7 @@ def file_hashes(folder: Path) -> dict[str, str]:
             text = path.read_text().replace(_yaml_string(str(folder))[1:-1], _FOLDER_TOKEN)
             hashes[name] = hashlib.sha256(text.encode()).hexdigest()
         else:
-            hashes[name] = _file_sha256(path)
+            hashes[name] = file_sha256(path)
     return hashes
 
 

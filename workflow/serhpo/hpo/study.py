@@ -24,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
@@ -41,6 +40,7 @@ import yaml
 from tqdm import tqdm
 
 from serhpo.config import add_config_arguments, read_stage_config
+from serhpo.corpora.download import file_sha256
 from serhpo.errors import UserError
 from serhpo.hpo.engine import Engine, FinishedTrial, Proposal, make_engine
 from serhpo.hpo.pruning import EarlyStopRule
@@ -571,7 +571,7 @@ def _trial_inputs(config: Mapping[str, Any], args: argparse.Namespace) -> dict[s
     """What a trial's score depends on besides its parameters: resume only with the same."""
     inputs: dict[str, Any] = {"objective": args.objective, "seed": config.get("seed", 0)}
     if args.objective == "trainer":
-        inputs["split_sha256"] = hashlib.sha256(Path(args.split).read_bytes()).hexdigest()
+        inputs["split_sha256"] = file_sha256(Path(args.split))
         for key in ("target_labels", "backbone", "model", "training"):
             inputs[key] = config.get(key)
     return inputs
