@@ -11,6 +11,7 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/hpo.smk"
 include: "workflow/rules/final.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/federated.smk"
 
 
 rule all:
@@ -19,3 +20,4 @@ rule all:
         manifests=expand(rules.prepare_corpus.output.manifest, corpus=CORPORA),
         splits=expand(rules.split_corpus.output.split, corpus=CORPORA),
         report=rules.report.output,
+        federated=rules.fl_report.output if FL["enabled"] else [],

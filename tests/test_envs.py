@@ -13,9 +13,10 @@ REPO = Path(__file__).resolve().parents[1]
 def pins(requirements: list[str]) -> dict[str, str]:
     found = {}
     for requirement in requirements:
-        match = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([^\s;]+)", requirement.strip())
-        if match:
-            found[match.group(1).lower().replace("_", "-")] = match.group(2)
+        match = re.fullmatch(r"([A-Za-z0-9_.\-]+)(\[[^\]]*\])?==([^\s;]+)", requirement.strip())
+        if match:  # an extra is part of the pin: flwr[simulation] brings Ray
+            name = match.group(1).lower().replace("_", "-") + (match.group(2) or "")
+            found[name] = match.group(3)
     return found
 
 

@@ -39,6 +39,14 @@ STAGES: dict[str, tuple[str, str]] = {
     "hpo": ("serhpo.hpo.study", "run one engine's hyper-parameter study"),
     "retrain": ("serhpo.final", "retrain a study's best configuration on train + valid"),
     "evaluate": ("serhpo.evaluation", "score a model on a corpus: in-corpus test or zero-shot"),
+    "fl-evaluate": (
+        "serhpo.federated.evaluate",
+        "retrain a federated study's best and cheapest near-best configurations and score them",
+    ),
+    "fl-report": (
+        "serhpo.federated.summary",
+        "summarise the federated studies: per-engine table and joint Pareto front",
+    ),
     "predict": ("serhpo.predict", "label recordings with a trained model"),
     "report": ("serhpo.report", "the paper's tables and plots"),
 }

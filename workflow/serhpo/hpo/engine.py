@@ -83,6 +83,25 @@ class FinishedTrial:
     worker: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def cost(self, measure: str = "trial_seconds") -> float:
+        """The trial's cost for a multi-objective study (``hpo.multi_objective.cost``).
+
+        ``trial_seconds`` is the wall time; ``cpu_seconds`` is what the objective reported
+        in ``extra`` (NaN when it reported none, e.g. a trial that failed early).
+
+        Example:
+            >>> FinishedTrial(0, {}, 0.5, TrialStatus.COMPLETE, 9.0,
+            ...               extra={"cpu_seconds": 2.5}).cost("cpu_seconds")
+            2.5
+        """
+        if measure == "trial_seconds":
+            return self.trial_seconds
+        value = self.extra.get(measure)
+        try:
+            return float(value) if value is not None else math.nan
+        except (TypeError, ValueError):
+            return math.nan
+
 
 class Engine(ABC):
     """One HPO library behind the study's ask/tell loop.

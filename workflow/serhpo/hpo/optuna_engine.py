@@ -230,7 +230,9 @@ class OptunaEngine(Engine):
                 continue
             logged = by_number.get(frozen.number)
             if logged is not None:
-                outcome = self._outcome(logged.value, logged.status, logged.trial_seconds)
+                outcome = self._outcome(
+                    logged.value, logged.status, logged.cost(self.settings.multi_objective.cost)
+                )
                 self.study.tell(frozen.number, **outcome, skip_if_finished=True)
             else:
                 log.warning(
@@ -245,7 +247,8 @@ class OptunaEngine(Engine):
         ok = trial.status == TrialStatus.COMPLETE
         values = None
         if ok:
-            values = [trial.value, trial.trial_seconds] if self.multi_objective else [trial.value]
+            cost = trial.cost(self.settings.multi_objective.cost)
+            values = [trial.value, cost] if self.multi_objective else [trial.value]
         return optuna.trial.create_trial(
             state=_STATES[trial.status],
             values=values,

@@ -1,8 +1,9 @@
-"""The trade-off between validation BCA (higher is better) and trial seconds (lower is better).
+"""The trade-off between validation BCA (higher is better) and a trial's cost (lower is better).
 
-Computed from trials.csv for every engine (Optuna searches it directly when
-``hpo.multi_objective.enabled``): pareto.csv holds the non-dominated complete trials,
-pareto.png plots every trial with the front.
+The cost is the trial's wall seconds, or with ``hpo.multi_objective.cost: cpu_seconds`` the CPU
+seconds its objective reported (the federated trainer's clients). Computed from trials.csv for
+every engine (Optuna searches it directly when ``hpo.multi_objective.enabled``): pareto.csv
+holds the non-dominated complete trials, pareto.png plots every trial with the front.
 
 Example:
     >>> from serhpo.trial import TrialStatus
@@ -26,18 +27,20 @@ from serhpo.hpo.space import SearchSpace
 from serhpo.hpo.trials_log import TrialsLog
 from serhpo.trial import TrialStatus
 
+#: Axis labels of the costs (``hpo.multi_objective.cost``).
+COST_LABELS = {"trial_seconds": "trial seconds", "cpu_seconds": "CPU seconds"}
 
-def dominates(a: FinishedTrial, b: FinishedTrial) -> bool:
+
+def dominates(a: FinishedTrial, b: FinishedTrial, *, cost: str = "trial_seconds") -> bool:
     """True when ``a`` is at least as good as ``b`` on both objectives and better on one."""
-    return (
-        a.value >= b.value
-        and a.trial_seconds <= b.trial_seconds
-        and (a.value > b.value or a.trial_seconds < b.trial_seconds)
-    )
+    a_cost, b_cost = a.cost(cost), b.cost(cost)
+    return a.value >= b.value and a_cost <= b_cost and (a.value > b.value or a_cost < b_cost)
 
 
-def pareto_front(trials: Sequence[FinishedTrial]) -> list[FinishedTrial]:
-    """The complete trials that no other complete trial dominates, fastest first.
+def pareto_front(
+    trials: Sequence[FinishedTrial], *, cost: str = "trial_seconds"
+) -> list[FinishedTrial]:
+    """The complete trials that no other complete trial dominates, cheapest first.
 
     Pruned and failed trials are left out: a pruned trial's score is partial.
     """
@@ -46,23 +49,28 @@ def pareto_front(trials: Sequence[FinishedTrial]) -> list[FinishedTrial]:
         for t in trials
         if t.status == TrialStatus.COMPLETE
         and not math.isnan(t.value)
-        and not math.isnan(t.trial_seconds)
+        and not math.isnan(t.cost(cost))
     ]
-    front = [t for t in complete if not any(dominates(other, t) for other in complete)]
-    return sorted(front, key=lambda t: (t.trial_seconds, -t.value, t.trial))
+    front = [t for t in complete if not any(dominates(o, t, cost=cost) for o in complete)]
+    return sorted(front, key=lambda t: (t.cost(cost), -t.value, t.trial))
 
 
 def write_pareto(
-    out_dir: Path, trials: Sequence[FinishedTrial], space: SearchSpace, *, title: str = ""
+    out_dir: Path,
+    trials: Sequence[FinishedTrial],
+    space: SearchSpace,
+    *,
+    title: str = "",
+    cost: str = "trial_seconds",
 ) -> list[FinishedTrial]:
     """Write ``pareto.csv`` (trials.csv's columns, front rows only) and ``pareto.png``.
 
     Returns:
         The front.
     """
-    front = pareto_front(trials)
+    front = pareto_front(trials, cost=cost)
     TrialsLog(out_dir / "pareto.csv", space).write(front)
-    plot_pareto(out_dir / "pareto.png", trials, front, title=title)
+    plot_pareto(out_dir / "pareto.png", trials, front, title=title, cost=cost)
     return front
 
 
@@ -72,8 +80,9 @@ def plot_pareto(
     front: Sequence[FinishedTrial],
     *,
     title: str = "",
+    cost: str = "trial_seconds",
 ) -> None:
-    """Scatter every trial (seconds, BCA) by status and draw the front as a step line."""
+    """Scatter every trial (cost, BCA) by status and draw the front as a step line."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only; no display on cluster nodes
@@ -88,7 +97,7 @@ def plot_pareto(
         shown = [t for t in trials if t.status == status and not math.isnan(t.value)]
         if shown:
             axes.scatter(
-                [t.trial_seconds for t in shown],
+                [t.cost(cost) for t in shown],
                 [t.value for t in shown],
                 s=18,
                 color=color,
@@ -97,19 +106,17 @@ def plot_pareto(
             )
     if front:
         axes.step(
-            [t.trial_seconds for t in front],
+            [t.cost(cost) for t in front],
             [t.value for t in front],
             where="post",
             color="black",
             linewidth=1.2,
             label="Pareto front",
         )
-        axes.scatter(
-            [t.trial_seconds for t in front], [t.value for t in front], s=30, color="black"
-        )
-    axes.set_xlabel("trial seconds")
+        axes.scatter([t.cost(cost) for t in front], [t.value for t in front], s=30, color="black")
+    axes.set_xlabel(COST_LABELS.get(cost, cost))
     axes.set_ylabel("validation BCA")
-    axes.set_title(title or "Validation BCA against trial time")
+    axes.set_title(title or f"Validation BCA against {COST_LABELS.get(cost, cost)}")
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right", fontsize=8)
     figure.tight_layout()

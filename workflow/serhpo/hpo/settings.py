@@ -22,6 +22,9 @@ PARALLEL_ENGINES: tuple[str, ...] = ("optuna",)
 #: The metric every study maximises (written into best.yaml).
 METRIC = "valid_bca"
 MULTI_OBJECTIVE_SAMPLERS: tuple[str, ...] = ("tpe", "nsga2")
+#: What the second objective measures: the trial's wall seconds, or the CPU seconds its
+#: objective reports in ``extra["cpu_seconds"]`` (the federated trainer: the clients' work).
+MULTI_OBJECTIVE_COSTS: tuple[str, ...] = ("trial_seconds", "cpu_seconds")
 
 _HPO_KEYS = {
     "engines",
@@ -36,7 +39,7 @@ _HPO_KEYS = {
     "n_workers",
 }
 _PRUNING_KEYS = {"enabled", "min_epochs", "chance_margin", "min_trials"}
-_MULTI_KEYS = {"enabled", "sampler", "population_size"}
+_MULTI_KEYS = {"enabled", "sampler", "population_size", "cost"}
 
 
 @dataclass(frozen=True)
@@ -65,18 +68,20 @@ class PruningSettings:
 
 @dataclass(frozen=True)
 class MultiObjectiveSettings:
-    """Validation BCA (maximised) against trial seconds (minimised).
+    """Validation BCA (maximised) against a trial's cost (minimised).
 
     Attributes:
         enabled: Optuna optimises both with a multi-objective sampler; every engine writes
             pareto.csv and pareto.png (the others compute the front from trials.csv).
         sampler: Optuna's ``tpe`` (multi-objective TPE) or ``nsga2`` (NSGA-II).
         population_size: NSGA-II's population (its default 50 exceeds small budgets).
+        cost: ``trial_seconds`` (wall time) or ``cpu_seconds`` (what the objective reports).
     """
 
     enabled: bool = False
     sampler: str = "tpe"
     population_size: int = 10
+    cost: str = "trial_seconds"
 
 
 @dataclass(frozen=True)
@@ -170,6 +175,11 @@ class HpoSettings:
                     multi.get("population_size", 10),
                     "hpo.multi_objective.population_size",
                     minimum=2,
+                ),
+                cost=_one_of(
+                    multi.get("cost", "trial_seconds"),
+                    "hpo.multi_objective.cost",
+                    MULTI_OBJECTIVE_COSTS,
                 ),
             ),
             n_workers=_integer(hpo.get("n_workers", 1), "hpo.n_workers", minimum=1),

@@ -12,7 +12,7 @@ Output folder::
 
     trials.csv     one row per finished trial (see serhpo.hpo.trials_log)
     best.yaml      engine, trial, params, value, metric
-    pareto.csv/png with hpo.multi_objective.enabled: BCA against trial seconds
+    pareto.csv/png with hpo.multi_objective.enabled: BCA against the trial's cost
     engine_state/  study.yaml (what the study was started with), a lock, optuna.journal
 
 Example:
@@ -156,8 +156,13 @@ def run_study(
     if settings.multi_objective.enabled:
         from serhpo.hpo.pareto import write_pareto  # matplotlib only when asked for
 
+        cost = settings.multi_objective.cost
         front = write_pareto(
-            out_dir, finished, space, title=f"{settings.engine}: validation BCA against time"
+            out_dir,
+            finished,
+            space,
+            title=f"{settings.engine}: validation BCA against {cost.replace('_', ' ')}",
+            cost=cost,
         )
     log.info(
         "%s study: %d trials, best BCA %.4f (trial %d)",
@@ -293,7 +298,7 @@ def _work(
                     proposal,
                     value=None if trial.status == TrialStatus.FAILED else trial.value,
                     status=trial.status,
-                    seconds=trial.trial_seconds,
+                    seconds=trial.cost(settings.multi_objective.cost),
                 )
                 everything = trials_log.read()
                 if best_trial(everything) is not None:
@@ -541,9 +546,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--objective",
-        choices=("trainer", "synthetic"),
+        choices=("trainer", "federated", "synthetic"),
         default="trainer",
-        help="trainer: fine-tune on --split (default); synthetic: a cheap stand-in with a "
+        help="trainer: fine-tune on --split (default); federated: FedAvg with the split's "
+        "training speakers as clients (config federated:); synthetic: a cheap stand-in with a "
         "known optimum",
     )
     parser.add_argument("--split", type=Path, help="split CSV of the tuning corpus (trainer)")
@@ -560,6 +566,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="override seed")
     parser.add_argument("--n-workers", type=int, help="override hpo.n_workers")
     parser.add_argument(
+        "--threads", type=int, help="federated objective: CPUs the simulation may use"
+    )
+    parser.add_argument(
         "--epoch-seconds",
         type=float,
         default=0.0,
@@ -574,6 +583,13 @@ def _trial_inputs(config: Mapping[str, Any], args: argparse.Namespace) -> dict[s
         inputs["split_sha256"] = file_sha256(Path(args.split))
         for key in ("target_labels", "backbone", "model", "training"):
             inputs[key] = config.get(key)
+    if args.objective == "federated":
+        from serhpo.federated.objective import federated_section, fixed_params
+
+        inputs["split_sha256"] = file_sha256(Path(args.split))
+        inputs["target_labels"] = config.get("target_labels")
+        inputs["family"] = federated_section(config).get("backbone", "logmel")
+        inputs["fixed"] = fixed_params(config)
     return inputs
 
 
@@ -592,6 +608,17 @@ def run(args: argparse.Namespace) -> int:
         from serhpo.hpo.synthetic_objective import SyntheticObjective
 
         objective = SyntheticObjective(seed=settings.seed, epoch_seconds=args.epoch_seconds)
+    elif args.objective == "federated":
+        from serhpo.federated.objective import FederatedObjective
+
+        if args.split is None or not args.split.is_file():
+            raise UserError(
+                f"--objective federated needs --split with the tuning corpus' split CSV; found "
+                f"{args.split}. Run `serhpo split` first."
+            )
+        objective = FederatedObjective(
+            config=config, split_csv=args.split, cache_dir=args.cache_dir, num_cpus=args.threads
+        )
     else:
         if args.split is None or not args.split.is_file():
             raise UserError(

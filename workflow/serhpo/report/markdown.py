@@ -54,7 +54,7 @@ def time_to_threshold_markdown(table: pd.DataFrame, *, notes: Sequence[str] = ()
     return _document(
         "Table 3. Time to reach a validation BCA threshold",
         table,
-        _markdown_table(header, lines),
+        markdown_table(header, lines),
         [
             "Minutes of wall-clock time (cumulative over the study) and trial number at which the "
             "best-so-far validation balanced class accuracy (BCA) first exceeded the threshold; "
@@ -91,7 +91,7 @@ def best_config_markdown(table: pd.DataFrame, *, notes: Sequence[str] = ()) -> s
     return _document(
         "Table 4. Best configuration per engine",
         table,
-        _markdown_table(header, lines),
+        markdown_table(header, lines),
         [
             "The best trial's parameters and its validation BCA (the score the engine selected "
             "on); the test BCA is the retrained final model's on its home corpus' test part, "
@@ -135,7 +135,7 @@ def efficiency_markdown(table: pd.DataFrame, *, notes: Sequence[str] = ()) -> st
     return _document(
         "Table 5. Search efficiency",
         table,
-        _markdown_table(header, lines),
+        markdown_table(header, lines),
         [
             "E = best validation BCA / wall-clock minutes until the trial that reached it "
             "finished (the paper's definition: higher is better, it rewards finding a good "
@@ -177,7 +177,7 @@ def zero_shot_markdown(table: pd.DataFrame, *, notes: Sequence[str] = ()) -> str
     return _document(
         "Table 6. Zero-shot and tuned BCA per corpus",
         table,
-        _markdown_table(header, lines),
+        markdown_table(header, lines),
         [
             "Balanced class accuracy with its 95 % confidence interval. `pretrained` is the "
             "backbone's own head without tuning (zero-shot everywhere); every other column is an "
@@ -216,7 +216,8 @@ def _document(
     return "\n".join(lines) + "\n"
 
 
-def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub-flavoured Markdown table of already formatted cells."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
