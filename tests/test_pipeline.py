@@ -35,7 +35,17 @@ SMALL_DAG = {
     },
     "hpo": {"engines": ENGINES, "n_trials": 2, "n_sobol": 1},
     "evaluation": {"bootstrap": 50},
+    # The demo's federated switch is on: two engines, two short FedAvg runs each.
+    "federated": {
+        "engines": ["grid", "optuna"],
+        "n_trials": 2,
+        "search_space": {
+            "lr": {"type": "choice", "choices": [0.1, 0.01]},
+            "rounds": {"type": "choice", "choices": [2, 3]},
+        },
+    },
 }
+FL_ENGINES = ["grid", "optuna"]
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +126,27 @@ def test_an_engine_only_key_reruns_only_that_engine(pipeline: Path, snakemake_to
     assert "prepare_corpus" not in jobs and "cache_features" not in jobs
     studies = re.findall(r"rule hpo:.*?wildcards: engine=(\w+)", result.stdout, re.S)
     assert studies == ["ax"]
+
+
+def test_federated_outputs_agree_with_their_studies(pipeline: Path) -> None:
+    results = pipeline / "results/federated"
+    summary = pd.read_csv(results / "summary.csv").set_index("engine")
+    split = pd.read_csv(pipeline / "results/splits/emodb.csv")
+    assert list(summary.index) == FL_ENGINES
+    for engine in FL_ENGINES:
+        trials = pd.read_csv(results / f"hpo/{engine}/trials.csv")
+        assert len(trials) == 2 and set(trials["param_rounds"]) <= {2, 3}
+        complete = trials[trials["status"] == "complete"]
+        assert math.isclose(summary.loc[engine, "best_valid_bca"], complete["value"].max())
+        cpu = complete["extra"].map(lambda text: json.loads(text)["cpu_seconds"])
+        assert all(cpu > 0)
+        evaluation = json.loads((results / f"eval/{engine}.json").read_text())
+        best = evaluation["selections"]["best"]
+        assert math.isclose(best["valid_bca"], complete["value"].max())
+        home, *zero_shot = best["evaluations"]
+        assert home["part"] == "test" and home["n"] == int((split["part"] == "test").sum())
+        assert {"ravdess", "cremad"} <= {e["corpus"] for e in zero_shot}
+        assert all(e["part"] == "all" and e["zero_shot"] for e in zero_shot)
+        assert math.isclose(summary.loc[engine, "best_test_bca"], home["bca"])
+    front = pd.read_csv(results / "pareto.csv")
+    assert len(front) >= 1 and (results / "pareto.png").stat().st_size > 5000

@@ -7,6 +7,7 @@ import optuna
 import pytest
 
 from serhpo.hpo.engine import FinishedTrial
+from serhpo.hpo.optuna_engine import JOURNAL_NAME, STUDY_NAME
 from serhpo.hpo.pareto import dominates, pareto_front
 from serhpo.hpo.settings import HpoSettings, MultiObjectiveSettings
 from serhpo.hpo.space import SearchSpace
@@ -77,3 +78,41 @@ def test_other_engines_compute_the_front_from_trials_csv(tmp_path: Path) -> None
     run_study(SPACE, SyntheticObjective(epoch_seconds=0.001), settings, out_dir=tmp_path)
     trials = TrialsLog(tmp_path / "trials.csv", SPACE).read()
     assert_is_the_front(TrialsLog(tmp_path / "pareto.csv", SPACE).read(), trials)
+
+
+def test_the_front_can_trade_bca_against_reported_cpu_seconds() -> None:
+    # Wall time favours trial 0; the CPU seconds the objective reported favour trial 1.
+    trials = [
+        FinishedTrial(0, {}, 0.80, TrialStatus.COMPLETE, 5.0, extra={"cpu_seconds": 40.0}),
+        FinishedTrial(1, {}, 0.80, TrialStatus.COMPLETE, 9.0, extra={"cpu_seconds": 4.0}),
+        FinishedTrial(2, {}, 0.70, TrialStatus.COMPLETE, 1.0),  # reported no CPU time
+    ]
+    assert [t.trial for t in pareto_front(trials, cost="cpu_seconds")] == [1]
+    assert [t.trial for t in pareto_front(trials)] == [2, 0]
+    assert math.isnan(trials[2].cost("cpu_seconds"))
+
+
+def test_optuna_searches_bca_against_cpu_seconds_when_told(tmp_path: Path) -> None:
+    class ReportsCpu(SyntheticObjective):
+        def __call__(self, params, report):
+            result = super().__call__(params, report)
+            result.extra["cpu_seconds"] = 1000.0 * float(params["lr"])  # not the wall time
+            return result
+
+    settings = HpoSettings(
+        engine="optuna",
+        n_trials=6,
+        multi_objective=MultiObjectiveSettings(enabled=True, cost="cpu_seconds"),
+    )
+    outcome = run_study(SPACE, ReportsCpu(seed=0), settings, out_dir=tmp_path)
+    journal = tmp_path / "engine_state" / JOURNAL_NAME
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))
+    )
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+    told = {t.number: t.values for t in study.trials if t.values}
+    for trial in outcome.trials:
+        if trial.status == TrialStatus.COMPLETE:
+            assert told[trial.engine_trial][1] == pytest.approx(1000.0 * trial.params["lr"])
+    front = pareto_front(outcome.trials, cost="cpu_seconds")
+    assert [t.trial for t in outcome.pareto] == [t.trial for t in front]

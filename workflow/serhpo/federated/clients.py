@@ -160,15 +160,19 @@ def pool_statistics(
             )
             / total
         )
-        pooled[name] = mean.float()
-        pooled[std_name] = (second - mean**2).clamp_min(0).sqrt().float()
+        # A feature missing (NaN) on some client leaves the pooled value undefined: neutral.
+        pooled[name] = torch.nan_to_num(mean.float(), nan=0.0)
+        std = (second - mean**2).clamp_min(0).sqrt().float()
+        pooled[std_name] = torch.nan_to_num(std, nan=1.0).clamp_min(1e-6)
     return pooled
 
 
 def statistics_buffers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The ``*_mean``/``*_std`` buffer pairs of a model's state dict (what adapt fits)."""
+    """Copies of the ``*_mean``/``*_std`` buffer pairs of a state dict (what adapt fits)."""
     names = {name for name in state if name.endswith("_mean")}
     pairs = {n for n in names if n[: -len("_mean")] + "_std" in state}
     return {
-        key: state[key] for name in sorted(pairs) for key in (name, name[: -len("_mean")] + "_std")
+        key: state[key].detach().clone()
+        for name in sorted(pairs)
+        for key in (name, name[: -len("_mean")] + "_std")
     }

@@ -46,6 +46,9 @@ from typing import Any
 # Flower posts usage events to its servers unless told not to; clusters are often offline.
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # CPU clients: no GPU env games
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # Ray's usage reports: offline too
+# Ray's metrics thread can crash a worker while it shuts down after every run; nothing reads it.
+os.environ.setdefault("RAY_enable_metrics_collection", "0")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -195,7 +198,9 @@ def client_train(msg: Message, context: Context) -> Message:
     loss_function = nn.CrossEntropyLoss()
     model.train()
     total_loss, count, diverged = 0.0, 0, 0
-    cpu_start = time.process_time()
+    # One torch thread computes on this thread: its clock leaves out Ray's own threads.
+    clock = time.thread_time if int(config["threads"]) == 1 else time.process_time
+    cpu_start = clock()
     for _ in range(int(config["local-epochs"])):
         for indices in batches(
             shard.size, batch_size=int(config["batch-size"]), shuffle=True, generator=order
@@ -212,7 +217,7 @@ def client_train(msg: Message, context: Context) -> Message:
             count += len(indices)
         if diverged:
             break
-    cpu_seconds = time.process_time() - cpu_start
+    cpu_seconds = clock() - cpu_start
     metrics = MetricRecord(
         {
             "num-examples": shard.size,
@@ -253,6 +258,7 @@ class _TrackedFedAvg(FedAvg):
         self.sampled: list[list[int]] = []
         self.problem = ""  # failed: why
         self.stop_reason = ""  # pruned: why
+        self.latest: ArrayRecord | None = None  # the last global model aggregated
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -291,7 +297,10 @@ class _TrackedFedAvg(FedAvg):
             return None, None  # keep the last good global model
         # Replies arrive in any order; summing in partition order makes a run repeatable.
         replies.sort(key=lambda reply: int(reply.content["metrics"]["partition-id"]))
-        return super().aggregate_train(server_round, replies)
+        arrays, metrics = super().aggregate_train(server_round, replies)
+        if arrays is not None:
+            self.latest = arrays
+        return arrays, metrics
 
 
 @dataclass
@@ -398,14 +407,15 @@ def _server_app(
                     strategy.stop_reason = f"pruned after round {server_round} (BCA {bca:.3f})"
                 return MetricRecord({"valid-bca": bca})
 
-            result = strategy.start(
+            strategy.latest = ArrayRecord(model.state_dict())
+            strategy.start(
                 grid=grid,
-                initial_arrays=ArrayRecord(model.state_dict()),
+                initial_arrays=strategy.latest,
                 num_rounds=settings.rounds,
                 train_config=ConfigRecord(client_config),
                 evaluate_fn=evaluate,
             )
-            run.arrays = result.arrays
+            run.arrays = strategy.latest
         except BaseException as error:  # Flower would exit the process; the caller decides
             run.error = error
 
