@@ -151,3 +151,69 @@ def hpo_settings(wildcards):
 def stage_settings(*keys):
     """The config keys a stage reads, as JSON: editing any other key does not rerun the stage."""
     return as_json({key: config[key] for key in keys})
+
+
+# ---- federated training (workflow/rules/federated.smk) --------------------------------------
+
+FL = config["federated"]
+FL_ENGINES = FL["engines"]
+# hpo keys a federated study inherits from hpo: (only those its engine reads).
+FL_INHERITED_HPO_KEYS = {
+    "n_sobol": {"ax"},
+    "n_startup_trials": {"hyperopt", "optuna"},
+    "grid_points": {"grid"},
+}
+ZERO_SHOT_CORPORA = [c for c in CORPORA if corpus_config(c)["role"] == "zero_shot"]
+
+
+wildcard_constraints:
+    fl_engine="|".join(FL_ENGINES),
+
+
+def federated_hpo_settings(wildcards):
+    """What one engine's federated study reads, as JSON: editing anything else does not rerun it."""
+    hpo = {
+        key: config["hpo"][key]
+        for key, engines in FL_INHERITED_HPO_KEYS.items()
+        if wildcards.fl_engine in engines and key in config["hpo"]
+    }
+    hpo["n_trials"] = FL["n_trials"]
+    if wildcards.fl_engine == "grid":
+        hpo["grid_budget"] = FL["grid_budget"]
+    hpo["pruning"] = {"enabled": False}
+    hpo["multi_objective"] = {
+        "enabled": True,
+        "cost": "cpu_seconds",
+        "sampler": config["hpo"]["multi_objective"]["sampler"],
+        "population_size": config["hpo"]["multi_objective"]["population_size"],
+    }
+    settings = {key: config[key] for key in ("seed", "target_labels", "features")}
+    settings["federated"] = {key: FL[key] for key in ("backbone", "model", "training")}
+    settings["federated"]["simulation"] = FL["simulation"]
+    settings["search_space"] = FL["search_space"]
+    settings["hpo"] = hpo
+    return as_json(settings)
+
+
+def federated_stage_settings():
+    """What fl_evaluate and fl_report read, as JSON."""
+    return as_json(
+        {
+            "seed": config["seed"],
+            "target_labels": config["target_labels"],
+            "features": config["features"],
+            "search_space": FL["search_space"],
+            # Not enabled/engines/n_trials: they change which jobs run, not what one computes.
+            "federated": {
+                key: FL[key]
+                for key in (
+                    "backbone",
+                    "model",
+                    "training",
+                    "simulation",
+                    "near_best_margin",
+                )
+            },
+            "audio": config["audio"],
+        }
+    )
