@@ -150,3 +150,15 @@ def test_federated_outputs_agree_with_their_studies(pipeline: Path) -> None:
         assert math.isclose(summary.loc[engine, "best_test_bca"], home["bca"])
     front = pd.read_csv(results / "pareto.csv")
     assert len(front) >= 1 and (results / "pareto.png").stat().st_size > 5000
+
+
+def test_the_near_best_margin_reruns_the_choice_not_the_studies(pipeline, snakemake_tools) -> None:
+    changed = {**SMALL_DAG, "federated": {**SMALL_DAG["federated"], "near_best_margin": 0.05}}
+    result = snakemake_tools.run(pipeline, "-n", configs=[changed])
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = {
+        m[1]: int(m[2])
+        for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", result.stdout.split("Job stats:")[1], re.M)
+    }
+    assert jobs.get("fl_evaluate") == len(FL_ENGINES) and jobs.get("fl_report") == 1
+    assert "fl_hpo" not in jobs and "hpo" not in jobs

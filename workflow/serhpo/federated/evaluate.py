@@ -152,31 +152,21 @@ def evaluate_engine(
                 metadata={"model": f"federated-{engine}-{name}"},
                 threads=outcome.settings.threads,
             )
+            # The home corpus on its test speakers, then each other corpus zero-shot.
+            targets = [(split_csv, "tune"), *((path, "zero_shot") for path in zero_shot)]
             evaluations = [
                 evaluate(
                     final,
-                    split_csv=split_csv,
+                    split_csv=path,
                     model_name=f"federated-{engine}",
-                    role="tune",
+                    role=role,
                     protocol=protocol,
                     target_labels=config.get("target_labels") or (),
                     resamples=resamples,
                     seed=seed,
                 )
+                for path, role in targets
             ]
-            for path in zero_shot:
-                evaluations.append(
-                    evaluate(
-                        final,
-                        split_csv=path,
-                        model_name=f"federated-{engine}",
-                        role="zero_shot",
-                        protocol=protocol,
-                        target_labels=config.get("target_labels") or (),
-                        resamples=resamples,
-                        seed=seed,
-                    )
-                )
             retrained[trial.trial] = {
                 "retrain_cpu_seconds": outcome.result.extra.get("cpu_seconds"),
                 "retrain_clients": outcome.result.extra.get("clients"),
