@@ -26,10 +26,12 @@ COMPARED = [
 ]
 
 
-def emodb_database(root: Path, files: pd.DataFrame) -> None:
+def emodb_database(
+    root: Path, files: pd.DataFrame, *, relabel_first_test_file: bool = False
+) -> None:
     """Write an audformat database in audb's EmoDB layout for the files of a synthetic EmoDB:
-    the labels in a train and a test table, the speaker (a scheme whose labels hold gender and
-    age) and the sentence in a table of their own."""
+    the labels in a table of all files and again in a train and a test table, the speaker (a
+    scheme whose labels hold gender and age) and the sentence in a table of their own."""
     db = audformat.Database(name="emodb-like", source="tests", usage="unrestricted")
     db.schemes["emotion"] = audformat.Scheme("str", labels=sorted(set(files["label"])))
     speakers = files.drop_duplicates("speaker")
@@ -41,11 +43,17 @@ def emodb_database(root: Path, files: pd.DataFrame) -> None:
         },
     )
     train, test = files.iloc[::2], files.iloc[1::2]
-    for name, part in (("train", train), ("test", test)):
-        table_id = f"emotion.categories.{name}.gold_standard"
+    tables = {"emotion": files}  # audb's EmoDB: every file here, and again in train or test
+    tables.update(
+        {f"emotion.categories.{n}.gold_standard": p for n, p in (("train", train), ("test", test))}
+    )
+    for table_id, part in tables.items():
+        labels = list(part["label"])
+        if relabel_first_test_file and table_id.endswith("test.gold_standard"):
+            labels[0] = "anger" if labels[0] != "anger" else "fear"
         db[table_id] = audformat.Table(audformat.filewise_index(list(part["path"])))
         db[table_id]["emotion"] = audformat.Column(scheme_id="emotion")
-        db[table_id]["emotion"].set(list(part["label"]))
+        db[table_id]["emotion"].set(labels)
         db[table_id]["emotion.confidence"] = audformat.Column()
         db[table_id]["emotion.confidence"].set([0.9] * len(part))
     db["files"] = audformat.Table(audformat.filewise_index(list(files["path"])))
@@ -96,6 +104,16 @@ def test_one_table_can_be_chosen(database: Path) -> None:
         "audformat", {"table": "emotion.categories.test.gold_standard"}, corpus="mine"
     ).list_utterances(database)
     assert len(listing.utterances) == 10  # every second of 21 files
+
+
+def test_label_tables_that_disagree_on_a_file_reject_it(small_emodb: Path, tmp_path: Path) -> None:
+    root = shutil.copytree(small_emodb, tmp_path / "emodb")
+    files = pd.read_csv(root / "synthetic_files.csv", dtype=str, keep_default_na=False)
+    emodb_database(root, files, relabel_first_test_file=True)
+    listing = get_format("audformat", {}, corpus="mine").list_utterances(root)
+    assert len(listing.utterances) == 20
+    assert list(listing.rejected["reason"].str.split(":").str[0]) == ["conflicting rows"] * 2
+    assert "table emotion, table emotion.categories.test" in listing.rejected["reason"].iloc[0]
 
 
 @pytest.mark.parametrize(

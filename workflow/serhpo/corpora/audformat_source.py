@@ -5,7 +5,9 @@ its filewise tables by column or scheme id (``corpora.<name>.columns.label``, de
 ``emotion``; ``columns.speaker``, default ``speaker``), as in audb's layouts:
 
 - the label in one table (``emotion``) or several (``emotion.categories.train.gold_standard``
-  and ``...test...``: their rows are read together; set ``corpora.<name>.table`` to read one);
+  and ``...test...``, often beside ``emotion`` with every file): their rows are read together,
+  a file the tables agree on is one row, one they disagree on is rejected as conflicting (set
+  ``corpora.<name>.table`` to read one table);
 - the speaker in another table (``files``) joined by file, its scheme's labels a dict or a
   misc table (``speaker``) that holds the gender (and age): these are read through audformat's
   label mapping;
@@ -199,7 +201,13 @@ def _list_database(root: Path, options: SourceOptions) -> Listing:
                 }
             )
         )
-    rows = pd.concat(pieces, ignore_index=True)
+    # A file in several label tables (audb's emotion beside its train and test gold standards)
+    # is one row where they agree; where they disagree, the rows are rejected as conflicting.
+    rows = (
+        pd.concat(pieces, ignore_index=True)
+        .groupby(["path", "original_label"], sort=False, as_index=False)
+        .agg(location=("location", ", ".join))
+    )
     files = rows["path"]
 
     def per_file(values: pd.Series) -> list[str]:
@@ -252,11 +260,11 @@ def _list_database(root: Path, options: SourceOptions) -> Listing:
                 extra_found.setdefault(name, []).append((table_id, column_id))
     for name, found in extra_found.items():
         rows[name] = per_file(_first_of(db, found))
+    extras = list(extra_found)
     for name in mapped_fields:
         if name != gender_name and name not in rows.columns:
             rows[name] = per_file(_first_of(db, speaker_found[:1], map=name))
-            extra_found[name] = []
-    extras = list(extra_found)
+            extras.append(name)
 
     label_scheme = db[label_found[0][0]].columns[label_found[0][1]].scheme_id
     declared = options.labels
