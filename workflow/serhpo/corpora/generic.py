@@ -87,8 +87,9 @@ class SourceOptions:
         """Read ``table``, ``columns`` and ``labels`` of one ``corpora`` entry.
 
         Raises:
-            UserError: an unknown key (the schema refuses them in a workflow run; this
-                catches them for ``serhpo prepare --reader-options`` by hand).
+            UserError: an unknown key, or an empty path, speaker or label column (the schema
+                refuses both in a workflow run; this catches them for
+                ``serhpo prepare --reader-options`` by hand).
 
         Example:
             >>> SourceOptions.from_config("tess", {"columns": {"label": "mood"}}).columns.label
