@@ -19,13 +19,14 @@ import yaml
 pytestmark = pytest.mark.snakemake
 
 ENGINES = ["ax", "hyperopt", "optuna", "grid", "random"]
-CORPORA = ["emodb", "ravdess", "cremad"]
+CORPORA = ["emodb", "ravdess", "cremad", "tess"]  # tess: the demo's corpus read from a table
 MODELS = [*ENGINES, "pretrained"]
 SMALL_DAG = {
     "corpora": {
         "emodb": {"source": "synthetic", "synthetic": {"speakers": 5, "per_speaker_label": 2}},
         "ravdess": {"source": "synthetic", "synthetic": {"speakers": 3, "per_speaker_label": 2}},
         "cremad": {"source": "synthetic", "synthetic": {"speakers": 3, "per_speaker_label": 2}},
+        "tess": {"source": "synthetic", "synthetic": {"speakers": 3, "per_speaker_label": 1}},
     },
     "search_space": {
         "lr": {"type": "loguniform", "low": 1.0e-3, "high": 1.0e-2},
@@ -88,6 +89,14 @@ def test_tables_agree_with_trials_and_evaluations(pipeline: Path) -> None:
         assert math.isclose(row.bca, scores["bca"], rel_tol=1e-9)
         # The home corpus is scored on its test part, the others zero-shot on everything.
         assert scores["part"] == ("test" if row.corpus == "emodb" else "all")
+
+
+def test_a_corpus_read_from_a_table_is_evaluated_zero_shot(pipeline: Path) -> None:
+    summary = json.loads((pipeline / "results/manifests/tess.summary.json").read_text())
+    assert summary["format"] == "table" and summary["dropped_per_original_label"] == {"ps": 3}
+    for model in MODELS:
+        scores = json.loads((pipeline / f"results/eval/{model}/tess.json").read_text())
+        assert (scores["part"], scores["zero_shot"], scores["n"]) == ("all", True, 18)
 
 
 def test_only_evaluate_reads_the_test_part(pipeline: Path) -> None:

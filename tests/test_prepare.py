@@ -186,3 +186,20 @@ def test_real_ravdess_sample_gives_120_mono_16k_rows(shared_corpora: Path, tmp_p
     # "surprised" is dropped by default and counted; "calm" maps onto neutral.
     assert summary["dropped_per_original_label"] == {"surprised": 16}
     assert summary["per_label"]["neutral"] == 24
+
+
+def test_a_readers_extra_columns_follow_the_manifests_own_renamed_when_they_clash(
+    toy_corpus: Path, tmp_path: Path
+) -> None:
+    def list_with_extras(root: Path) -> Listing:
+        listing = list_toy(root)
+        listing.utterances["take"] = "1"
+        listing.utterances["fold"] = "studio"  # a split column's name
+        return listing
+
+    fmt = CorpusFormat(**{**TOY.__dict__, "list_utterances": list_with_extras})
+    manifest = prepare_corpus(
+        corpus="toy", fmt=fmt, raw_dir=toy_corpus, out_dir=tmp_path / "16k", target_labels=TARGETS
+    ).manifest
+    assert list(manifest.columns) == [*MANIFEST_COLUMNS, "take", "toy_fold"]
+    assert set(manifest["toy_fold"]) == {"studio"}

@@ -100,3 +100,47 @@ def test_rules_are_formatted_with_snakefmt() -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_corpus_without_a_reader_stops_before_any_work(tmp_path: Path, snakemake_tools) -> None:
+    workdir = snakemake_tools.copy(tmp_path)
+    result = snakemake_tools.run(workdir, configs=[{"corpora": {"savee": {"source": "SAVEE"}}}])
+    assert result.returncode != 0
+    assert "corpus 'savee' has no reader" in result.stderr
+    assert "corpora.savee.format to table" in result.stderr
+    assert not (workdir / "results").exists() and not (workdir / "resources").exists()
+
+
+def test_a_local_table_corpus_is_prepared_and_editing_its_table_reruns_it(
+    tmp_path: Path, snakemake_tools
+) -> None:
+    from serhpo.corpora.synthetic import synthesize_corpus
+
+    workdir = snakemake_tools.copy(tmp_path)
+    synthesize_corpus(
+        "table", workdir / "data/mine", n_speakers=3, utterances_per_speaker_label=1, seed=0,
+        duration_s=(0.5, 0.6),
+    )  # fmt: skip
+    table = pd.read_csv(workdir / "data/mine/table.csv", dtype=str)
+    table.rename(columns={"emotion": "mood"}).to_csv(workdir / "data/mine/labels.csv", index=False)
+    mine = {
+        "source": "data/mine",
+        "format": "table",
+        "table": "labels.csv",
+        "columns": {"label": "mood"},
+        "label_map": {"angry": "anger", "happy": "happiness", "sad": "sadness", "ps": None},
+    }
+    config = {"corpora": {"mine": mine}}
+    target = "results/manifests/mine.csv"
+    result = snakemake_tools.run(workdir, target, configs=[config])
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = pd.read_csv(workdir / target, keep_default_na=False)
+    assert len(manifest) == 21 and set(manifest["word"]) <= set(table["word"])
+    assert (manifest["label"] == "").sum() == 3  # ps, dropped and counted
+
+    table.iloc[:-1].rename(columns={"emotion": "mood"}).to_csv(
+        workdir / "data/mine/labels.csv", index=False
+    )
+    result = snakemake_tools.run(workdir, "-n", target, configs=[config])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert planned_jobs(result.stdout) == {"prepare_corpus": 1}

@@ -84,6 +84,30 @@ def test_the_corpus_reader_parses_every_file_with_its_speaker_and_label(corpora,
     assert set(files["label"]) == set(get_format(fmt).labels)
 
 
+@pytest.mark.parametrize("fmt", ["table", "audformat"])
+def test_a_generic_format_is_a_tess_like_folder_its_table_describes(tmp_path, fmt):
+    root = tmp_path / fmt
+    files = synthesize_corpus(
+        fmt, root, n_speakers=3, utterances_per_speaker_label=1, seed=0, bad_files=True,
+        duration_s=(0.5, 0.6),
+    )  # fmt: skip
+    assert (root / ("table.csv" if fmt == "table" else "db.yaml")).is_file()
+    assert set(files["speaker"]) == {"OAF", "YAF", "OAM"}
+    good = files.query("kind == 'ok'")["path"]
+    assert {sf.info(p).samplerate for p in good} == {24414}
+    listing = get_format(fmt, {}, corpus="tess").list_utterances(root)
+    assert listing.rejected.empty and len(listing.utterances) == len(files) == 21 + len(BAD_KINDS)
+    assert listing.labels == ("angry", "disgust", "fear", "happy", "neutral", "ps", "sad")
+    ours = files.set_index(files["path"].map(lambda p: Path(p).resolve().as_posix()))
+    read = listing.utterances.set_index(
+        listing.utterances["source_path"].map(lambda p: Path(p).resolve().as_posix())
+    ).loc[ours.index]
+    assert (read["speaker"] == ours["speaker"]).all() and (read["gender"] == ours["gender"]).all()
+    assert (read["original_label"] == ours["label"]).all() and (
+        read["word"] == ours["sentence"]
+    ).all()
+
+
 def test_speakers_are_the_official_ones_with_their_genders(corpora):
     emodb = corpora["emodb"][1]
     genders = emodb.groupby("speaker")["gender"].first().to_dict()

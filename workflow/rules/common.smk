@@ -5,6 +5,7 @@ from pathlib import Path
 from snakemake.utils import min_version, validate
 
 from serhpo.config import load_schema, validate_config, with_defaults
+from serhpo.corpora import GENERIC_FORMATS, format_name, source_inputs
 
 min_version("9.0")
 
@@ -27,8 +28,30 @@ def corpus_config(corpus):
     return config["corpora"][corpus]
 
 
+# Each corpus' reader: its format, or else its name. A corpus without one (say, a new corpus
+# without format: table) stops the run here, before any work.
+CORPUS_FORMATS = {c: format_name(c, config["corpora"][c]) for c in CORPORA}
+
+
 def corpus_format(corpus):
-    return corpus_config(corpus)["format"] or corpus
+    return CORPUS_FORMATS[corpus]
+
+
+def reader_options(corpus):
+    """A table or audformat corpus' table, columns and labels as JSON ({} for built-in readers)."""
+    if corpus_format(corpus) not in GENERIC_FORMATS:
+        return as_json({})
+    entry = corpus_config(corpus)
+    return as_json({key: entry[key] for key in ("table", "columns", "labels")})
+
+
+def source_tables(wildcards):
+    """A local folder's table (or audformat db files): editing them reruns the preparation."""
+    entry = corpus_config(wildcards.corpus)
+    if entry["source"] in ("synthetic", "download"):
+        return []  # inside the folder that a rule writes
+    tables = source_inputs(corpus_format(wildcards.corpus), entry["source"], entry)
+    return [str(table) for table in tables]
 
 
 def raw_corpus_dir(wildcards):

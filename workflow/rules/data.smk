@@ -49,6 +49,7 @@ rule download_corpus:
 rule prepare_corpus:
     input:
         raw=raw_corpus_dir,
+        tables=source_tables,
     output:
         audio=directory("resources/corpora/{corpus}/16k"),
         manifest="results/manifests/{corpus}.csv",
@@ -65,13 +66,15 @@ rule prepare_corpus:
     params:
         format=lambda wc: corpus_format(wc.corpus),
         # Only the keys preparation reads, so that editing another key does not rerun it.
+        reader=lambda wc: reader_options(wc.corpus),
         label_map=lambda wc: as_json(corpus_config(wc.corpus)["label_map"]),
         target_labels=as_json(config["target_labels"]),
         expect_count=lambda wc: prepare_expect_count(wc.corpus),
         audio=config["audio"],
     shell:
         "serhpo prepare --corpus {wildcards.corpus} --format {params.format} "
-        "--raw {input.raw} --out {output.audio} --manifest {output.manifest} "
+        "--raw {input.raw} --reader-options {params.reader:q} --out {output.audio} "
+        "--manifest {output.manifest} "
         "--rejects {output.rejects} --summary {output.summary} "
         "--label-map {params.label_map:q} --target-labels {params.target_labels:q} "
         "--expect-count {params.expect_count} --sample-rate {params.audio[sample_rate]} "

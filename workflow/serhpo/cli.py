@@ -24,6 +24,10 @@ STAGES: dict[str, tuple[str, str]] = {
         "download and unpack a corpus (resumable, checksummed)",
     ),
     "synthesize": ("serhpo.corpora.synthetic", "write a synthetic corpus in a real corpus' layout"),
+    "export-table": (
+        "serhpo.corpora.export",
+        "describe a corpus folder by a CSV table (or an audformat database), one row per file",
+    ),
     "prepare": ("serhpo.prepare", "decode, downmix and resample a corpus; write its manifest"),
     "split": ("serhpo.splits", "assign utterances to train, valid and test"),
     "build-tiny-backbone": (

@@ -1,9 +1,11 @@
 """The ``prepare`` stage: a corpus folder in, mono 16 kHz WAVs, a manifest and a rejects list out.
 
 Every file the corpus' reader lists is decoded, downmixed, resampled and checked; a file that
-cannot be used goes to the rejects CSV with its reason, never silently away. Labels are mapped
-onto the target set here; utterances whose label maps to nothing stay in the manifest with an
-empty ``label`` and are counted, so the manifest accounts for every file.
+cannot be used goes to the rejects CSV with its reason, never silently away (for a corpus
+given as a table, so does every row that names no usable file). Columns the reader adds
+beyond the manifest's own (EmoDB's version, a table's other columns) are kept after them.
+Labels are mapped onto the target set here; utterances whose label maps to nothing stay in
+the manifest with an empty ``label`` and are counted, so the manifest accounts for every file.
 
 Example:
     $ serhpo prepare --corpus emodb --format emodb --raw ../shared/corpora/emodb-2s/wav \\
@@ -26,7 +28,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from serhpo.audio import AudioChecks, AudioRejected, prepare_waveform, write_wav
-from serhpo.corpora import CorpusFormat, get_format
+from serhpo.corpora import CorpusFormat, Listing, get_format
+from serhpo.corpora.base import LISTING_COLUMNS
 from serhpo.errors import UserError
 from serhpo.labels import resolve_label_map
 
@@ -48,6 +51,40 @@ MANIFEST_COLUMNS = [
     "source_path",
 ]
 REJECT_COLUMNS = ["source_path", "utterance_id", "reason"]
+
+#: Columns later stages add to a manifest's rows (``serhpo split``); a reader's extra column
+#: of one of these names, or of a manifest column's, is renamed ``<format>_<name>``.
+LATER_COLUMNS = ["part", "fold"]
+
+
+def _extra_columns(utterances: pd.DataFrame, *, fmt: CorpusFormat) -> dict[str, str]:
+    """The reader's columns beyond :data:`LISTING_COLUMNS`: listing name -> manifest name."""
+    taken = {*MANIFEST_COLUMNS, *LATER_COLUMNS}
+    names = {}
+    for column in utterances.columns:
+        if column in LISTING_COLUMNS:
+            continue
+        name = column if column not in taken else f"{fmt.name}_{column}"
+        if name != column:
+            log.warning("the reader's column %r is kept in the manifest as %r", column, name)
+        names[column] = name
+    return names
+
+
+def _nothing_usable(corpus: str, *, fmt: CorpusFormat, raw_dir: Path, listing: Listing) -> str:
+    """The message when a folder yields no utterance: what was found instead, what to check."""
+    if len(listing.rejected):
+        first = listing.rejected["reason"].iloc[0]
+        return (
+            f"corpus '{corpus}': every one of the {len(listing.rejected)} entries that the "
+            f"{fmt.name} source at {raw_dir} names was rejected (first: {first}). Fix the table "
+            f"or the folder, or check corpora.{corpus}.source, .table and .columns."
+        )
+    return (
+        f"corpus '{corpus}': found no file named like a {fmt.name} recording under {raw_dir} "
+        f"({len(listing.unparsed)} other files). Check corpora.{corpus}.source and "
+        f"corpora.{corpus}.format."
+    )
 
 
 @dataclass
@@ -127,25 +164,29 @@ def prepare_corpus(
             f"Set corpora.{corpus}.source "
             "to the folder holding the corpus' files, or to download or synthetic."
         )
+    listing = fmt.list_utterances(raw_dir)
+    # A generic source (a table) has no code table: its labels are those of its data, and
+    # each maps onto itself unless label_map says otherwise.
+    own_labels = fmt.labels or listing.labels
     mapping = resolve_label_map(
         corpus=corpus,
-        own_labels=fmt.labels,
-        default_map=fmt.default_label_map,
+        own_labels=own_labels,
+        default_map=fmt.default_label_map or {label: label for label in own_labels},
         overrides=label_map,
         target_labels=target_labels,
     )
-    listing = fmt.list_utterances(raw_dir)
     utterances = listing.utterances.reset_index(drop=True)
     if utterances.empty:
-        raise UserError(
-            f"corpus '{corpus}': found no file named like a {fmt.name} recording under {raw_dir} "
-            f"({len(listing.unparsed)} other files). Check corpora.{corpus}.source and "
-            f"corpora.{corpus}.format."
-        )
+        raise UserError(_nothing_usable(corpus, fmt=fmt, raw_dir=raw_dir, listing=listing))
     if expect_count is not None and len(utterances) != expect_count:
+        official = (
+            f" (the official release has {fmt.expected_count})"
+            if fmt.expected_count is not None
+            else ""
+        )
         raise UserError(
             f"corpus '{corpus}' at {raw_dir} has {len(utterances)} {fmt.name} recordings; expected "
-            f"{expect_count} (the official release has {fmt.expected_count}). "
+            f"{expect_count}{official}. "
             "Check the download, or "
             f"set corpora.{corpus}.expect_count: null to accept a partial corpus or a sample."
         )
@@ -157,6 +198,7 @@ def prepare_corpus(
             listing.unparsed["source_path"], listing.unparsed["reason"], strict=True
         )
     ]
+    rejects += listing.rejected.reindex(columns=REJECT_COLUMNS).fillna("").to_dict("records")
     rejects += [
         {
             "source_path": row.source_path,
@@ -166,6 +208,7 @@ def prepare_corpus(
         for row in utterances[duplicated].itertuples()
     ]
     utterances = utterances[~duplicated]
+    extra_columns = _extra_columns(utterances, fmt=fmt)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -204,9 +247,10 @@ def prepare_corpus(
                 "label": mapping.get(row["original_label"]) or "",
                 "source_path": row["source_path"],
                 **result,
+                **{name: row[column] for column, name in extra_columns.items()},
             }
         )
-    manifest = pd.DataFrame(manifest_rows, columns=MANIFEST_COLUMNS)
+    manifest = pd.DataFrame(manifest_rows, columns=[*MANIFEST_COLUMNS, *extra_columns.values()])
     manifest = manifest.sort_values("utterance_id", kind="stable").reset_index(drop=True)
     reject_table = pd.DataFrame(rejects, columns=REJECT_COLUMNS)
     summary = summarise(
@@ -288,8 +332,15 @@ def log_summary(summary: Mapping[str, Any], *, rejects_path: Path) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``serhpo prepare``."""
     parser.add_argument("--corpus", required=True, help="the corpus' name in config")
-    parser.add_argument("--format", help="reader: emodb, ravdess or cremad (default: --corpus)")
+    parser.add_argument(
+        "--format", help="reader: emodb, ravdess, cremad, table or audformat (default: --corpus)"
+    )
     parser.add_argument("--raw", type=Path, required=True, help="folder holding the corpus' files")
+    parser.add_argument(
+        "--reader-options",
+        default="{}",
+        help="JSON: a table or audformat corpus' table, columns and labels (as in config)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder for the prepared WAVs")
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--rejects", type=Path, required=True)
@@ -314,7 +365,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_expect_count(value: str, fmt: CorpusFormat) -> int | None:
-    """``official`` -> the format's official count, ``none`` -> None, else an integer."""
+    """``official`` -> the format's official count (none for a table), ``none`` -> None,
+    else an integer."""
     if value.lower() in {"none", "null"}:
         return None
     if value == "official":
@@ -329,12 +381,15 @@ def parse_expect_count(value: str, fmt: CorpusFormat) -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``serhpo prepare``."""
-    fmt = get_format(args.format or args.corpus)
     try:
         label_map = json.loads(args.label_map)
         target_labels = json.loads(args.target_labels)
+        reader_options = json.loads(args.reader_options)
     except json.JSONDecodeError as error:
-        raise UserError(f"--label-map/--target-labels must be JSON: {error}") from None
+        raise UserError(
+            f"--label-map/--target-labels/--reader-options must be JSON: {error}"
+        ) from None
+    fmt = get_format(args.format or args.corpus, reader_options, corpus=args.corpus)
     prepared = prepare_corpus(
         corpus=args.corpus,
         fmt=fmt,

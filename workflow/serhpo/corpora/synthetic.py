@@ -1,4 +1,5 @@
-"""Synthetic speech-emotion corpora in the layouts of EmoDB, RAVDESS and CREMA-D.
+"""Synthetic speech-emotion corpora in the layouts of EmoDB, RAVDESS and CREMA-D, and a
+TESS-like folder described by a CSV table or an audformat database (the generic formats).
 
 The demo pipeline and the tests run offline on these corpora, and they go through the real
 corpus readers, so each corpus is written in its own file naming, folder layout, sample rate
@@ -49,8 +50,21 @@ from serhpo.errors import UserError
 
 log = logging.getLogger(__name__)
 
-#: Corpus formats the generator writes.
-FORMAT_NAMES: tuple[str, ...] = ("emodb", "ravdess", "cremad")
+#: Corpus formats the generator writes: the built-in corpora's layouts, and a TESS-like
+#: folder described by a CSV table (``table``) or by an audformat database (``audformat``).
+FORMAT_NAMES: tuple[str, ...] = ("emodb", "ravdess", "cremad", "table", "audformat")
+
+#: The layout each format is written in (the generic formats share a TESS-like one).
+_FORMAT_LAYOUTS: dict[str, str] = {
+    "emodb": "emodb",
+    "ravdess": "ravdess",
+    "cremad": "cremad",
+    "table": "tess",
+    "audformat": "tess",
+}
+
+#: The table a ``table`` corpus is described by (the default of ``corpora.<name>.table``).
+TABLE_NAME = "table.csv"
 
 #: Kinds of deliberately broken files (``bad_files=True`` writes one of each).
 BAD_KINDS: tuple[str, ...] = ("empty", "truncated_header", "silent", "too_short", "not_audio")
@@ -217,6 +231,7 @@ CHANNELS: dict[str, Channel] = {
         -48.0,
         -3.0,
     ),
+    "tess": Channel(((50, -8.0), (200, 0.0), (2000, 0.0), (5000, -2.0), (8000, -6.0)), -64.0, -2.0),
 }
 
 #: Standard deviations of a corpus' acting style: how its actors' prototypes differ from the
@@ -356,6 +371,27 @@ def _cremad_speakers() -> tuple[tuple[str, str], ...]:
     return tuple((str(1001 + i), "male" if i % 2 == 0 else "female") for i in range(91))
 
 
+# --- a TESS-like layout, for the generic formats -------------------------------------------------
+# The Toronto emotional speech set: "Say the word ___" spoken by two actresses, one folder per
+# speaker and emotion. Here with more speakers (both genders), so that a speaker split works.
+_TESS_WORDS = (
+    "back", "bar", "base", "bath", "bean", "beg", "bite", "boat", "bone", "book",
+    "burn", "cab", "calm", "came", "cause", "chain", "chair", "chalk", "chat", "check",
+)  # fmt: skip
+_TESS_SPEAKERS = tuple(
+    (f"{age}{group}{gender[0].upper()}", gender)
+    for group in "ABC"
+    for gender in ("female", "male")
+    for age in "OY"
+)
+
+
+def _tess_slots(speaker: str, label_index: int, label: _Label) -> Iterator[_Slot]:
+    offset = (zlib.crc32(speaker.encode()) + 3 * label_index) % len(_TESS_WORDS)
+    for word in _TESS_WORDS[offset:] + _TESS_WORDS[:offset]:
+        yield _Slot(f"{speaker}_{label.code}/{speaker}_{word}_{label.code}.wav", word, 1.0)
+
+
 _LAYOUTS: dict[str, _Layout] = {
     "emodb": _Layout(
         name="emodb",
@@ -405,6 +441,21 @@ _LAYOUTS: dict[str, _Layout] = {
         speaker_table=_cremad_speakers(),
         slots=_cremad_slots,
     ),
+    "tess": _Layout(
+        name="tess",
+        sample_rate=24414,
+        labels=(
+            _Label("angry", "angry", "anger"),
+            _Label("disgust", "disgust", "disgust"),
+            _Label("fear", "fear", "fear"),
+            _Label("happy", "happy", "happiness"),
+            _Label("neutral", "neutral", "neutral"),
+            _Label("ps", "ps", "surprise"),  # pleasant surprise
+            _Label("sad", "sad", "sadness"),
+        ),
+        speaker_table=_TESS_SPEAKERS,
+        slots=_tess_slots,
+    ),
 }
 
 
@@ -430,10 +481,14 @@ def synthesize_corpus(
     ``Actor_AA/03-01-EE-II-SS-RR-AA.wav`` (48 kHz, about 5% of the files stereo with slightly
     different channels; neutral has no strong intensity, so at most 4 neutral files per
     actor); ``cremad`` writes ``AudioWAV/AAAA_SSS_EEE_LL.wav`` (16 kHz mono) and
-    ``VideoDemographics.csv`` (at most 12 neutral files per actor). All are 16-bit PCM.
+    ``VideoDemographics.csv`` (at most 12 neutral files per actor); ``table`` and
+    ``audformat`` write a TESS-like ``SSS_EMOTION/SSS_WORD_EMOTION.wav`` (24,414 Hz mono; labels
+    angry, disgust, fear, happy, neutral, ps, sad; speakers OAF, YAF, OAM, ...) described by
+    ``table.csv`` (columns file, speaker, emotion, gender, word) or by an audformat database
+    (``db.yaml``: tables emotion and files, misc table speaker). All are 16-bit PCM.
 
     Args:
-        fmt: ``emodb``, ``ravdess`` or ``cremad``.
+        fmt: ``emodb``, ``ravdess``, ``cremad``, ``table`` or ``audformat``.
         out_dir: the corpus folder to write.
         n_speakers: how many speakers (the first ones of the corpus' speaker table).
         utterances_per_speaker_label: files per speaker and label.
@@ -532,8 +587,10 @@ def synthesize_corpus(
             }
         )
     files = pd.DataFrame(rows, columns=FILE_COLUMNS)
+    _write_source_table(partial, fmt=fmt, files=files)
     _write_metadata(
         partial,
+        fmt=fmt,
         layout=layout,
         files=files,
         speakers=speakers,
@@ -558,7 +615,7 @@ def synthesize_corpus(
 # --- planning ----------------------------------------------------------------------------------
 def _layout(fmt: str) -> _Layout:
     try:
-        return _LAYOUTS[fmt]
+        return _LAYOUTS[_FORMAT_LAYOUTS[fmt]]
     except KeyError:
         raise UserError(
             f"unknown synthetic corpus format {fmt!r}; expected one of {list(FORMAT_NAMES)}."
@@ -986,9 +1043,33 @@ def _write_bad_file(path: Path, kind: str, *, rng: np.random.Generator, layout: 
     raise AssertionError(f"unknown bad file kind {kind!r}")
 
 
+def _write_source_table(folder: Path, *, fmt: str, files: pd.DataFrame) -> None:
+    """Describe a generic-format corpus' files: ``table.csv``, or an audformat database."""
+    if fmt not in ("table", "audformat"):
+        return
+    table = pd.DataFrame(
+        {
+            "file": files["path"],
+            "speaker": files["speaker"],
+            "emotion": files["label"],
+            "gender": files["gender"],
+            "word": files["sentence"],
+        }
+    )
+    if fmt == "table":
+        table.to_csv(folder / TABLE_NAME, index=False)
+    else:
+        from serhpo.corpora.audformat_source import write_database
+
+        write_database(
+            table, folder, name="synthetic-tess", description="serhpo's synthetic corpus"
+        )
+
+
 def _write_metadata(
     folder: Path,
     *,
+    fmt: str,
     layout: _Layout,
     files: pd.DataFrame,
     speakers: list[Speaker],
@@ -1006,7 +1087,8 @@ def _write_metadata(
         "synthetic": True,
         "generator": "serhpo.corpora.synthetic",
         "generator_version": _GENERATOR_VERSION,
-        "format": layout.name,
+        "format": fmt,
+        "layout": layout.name,
         "seed": seed,
         "n_speakers": len(speakers),
         "utterances_per_speaker_label": per_label,
