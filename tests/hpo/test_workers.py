@@ -101,7 +101,7 @@ def test_a_killed_worker_loses_no_trial_and_duplicates_none(tmp_path: Path, engi
     assert len(trials) == budget  # the budget, exactly
     assert [t.trial for t in trials] == list(range(budget))
     assert len({t.engine_trial for t in trials}) == budget  # no trial run twice
-    assert {t.worker for t in trials} <= {0, 1, 2} and len({t.worker for t in trials}) >= 2
+    assert {t.worker for t in trials} <= {0, 1, 2}  # who ran what depends on timing
     params = [t.params for t in trials]
     assert params.count(interrupted["params"]) == 1  # the interrupted trial ran again, once
     assert not list((out / "engine_state/workers").glob("*.claim.yaml"))

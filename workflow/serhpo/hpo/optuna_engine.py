@@ -223,7 +223,10 @@ class OptunaEngine(Engine):
             for trial in finished:
                 self.study.add_trial(self._frozen(trial))
             return
-        if not finished and any(t.state.is_finished() for t in stored):
+        # Trials.csv lost (not merely behind: an interrupted trial is failed in the journal
+        # only, and may be the only finished one while the first trials still run).
+        scored = (TrialState.COMPLETE, TrialState.PRUNED)
+        if not finished and any(t.state in scored for t in stored):
             raise UserError(
                 f"{self.journal} holds {len(stored)} trials but trials.csv has none. Restore "
                 f"trials.csv, or delete {self.journal} to start the study afresh."
