@@ -318,12 +318,13 @@ def _work(
     trials_log = TrialsLog(paths.trials, space)
     engine = make_engine(space, settings, state_dir=paths.state, worker=worker)
     shared = engine.parallel
+    rule = EarlyStopRule(settings.pruning)
     ran: list[int] = []
     try:
         with worker_slot(paths.state, worker):
             with file_lock(paths.lock):
                 finished = trials_log.read()
-                running = live_claims(paths.state, finished, me=worker)
+                live_claims(paths.state, finished, me=worker)  # clears what dead workers left
                 clock_origin = session_origin(paths.state, finished, me=worker)
                 if not shared:
                     engine.replay(finished)
@@ -361,7 +362,7 @@ def _work(
                     objective,
                     proposal,
                     engine=engine,
-                    rule=EarlyStopRule(settings.pruning),
+                    rule=rule,
                     completed_histories=completed,
                     deadline=(
                         None
