@@ -95,7 +95,7 @@ def test_a_killed_worker_loses_no_trial_and_duplicates_none(tmp_path: Path, engi
     # Workers 0 and 2 run the study concurrently; then worker 1 runs again (a retried job).
     finish([start_worker(engine, config, out, worker) for worker in (0, 2)])
     finish([start_worker(engine, config, out, 1)])
-    assert main(worker_command(engine, config, out, "--after-workers")[3:]) == 0
+    assert main(worker_command(engine, config, out)[3:]) == 0  # finish: nothing left to run
 
     trials = logged(out)
     assert len(trials) == budget  # the budget, exactly

@@ -200,6 +200,10 @@ def hpo_settings(wildcards):
         if key != "engines"
         and wildcards.engine in ENGINE_ONLY_HPO_KEYS.get(key, {wildcards.engine})
     }
+    if wildcards.engine in ("random", "grid") and settings["hpo"].get("n_workers") == 1:
+        # They read it since workers can share their studies; left out at its default, so
+        # that single-job studies run before that are not rerun.
+        del settings["hpo"]["n_workers"]
     return as_json(settings)
 
 

@@ -1,8 +1,9 @@
 # One hyper-parameter study per engine on the tuning corpus' train/valid parts.
 # The study lives in results/hpo/{engine}/study/, which Snakemake does not delete: a killed or
 # extended study resumes there. With hpo.n_workers > 1, Optuna, random and grid studies are
-# shared by that many hpo_worker jobs (separate SLURM jobs on a cluster); the hpo job then runs
-# what they left (normally nothing) and copies trials.csv and best.yaml out, as a single job does.
+# shared by that many hpo_worker jobs (separate SLURM jobs on a cluster); the hpo job then finds
+# the budget spent (or runs what a stopped worker left) and copies trials.csv and best.yaml out,
+# as a single job does.
 
 
 rule hpo_worker:
@@ -54,10 +55,11 @@ rule hpo:
         study="results/hpo/{engine}/study",
         cache_dir=lambda wc, input: cache_root(input.features),
         backbone_option=backbone_option,
-        after_workers=lambda wc: "--after-workers" if hpo_workers(wc.engine) > 1 else "",
     shell:
+        # Left as it was before worker jobs existed: a changed command would rerun every study
+        # and what follows. After the workers, the budget is spent and it starts nothing.
         "(serhpo hpo --engine {wildcards.engine} --config-json {params.settings:q} "
         "--out {params.study} --restart-on-change --objective trainer --split {input.split} "
-        "--cache-dir {params.cache_dir} {params.backbone_option} {params.after_workers} "
+        "--cache-dir {params.cache_dir} {params.backbone_option} "
         "&& cp {params.study}/trials.csv {output.trials} "
         "&& cp {params.study}/best.yaml {output.best}) > {log} 2>&1"

@@ -10,11 +10,11 @@ resumes it from trials.csv.
 Engines that can share a study (Optuna, random, grid) run it with several workers: with
 ``hpo.n_workers`` > 1, ``serhpo hpo`` starts that many processes; with ``--worker W`` it runs
 as worker W alone, so that separate jobs (on a cluster: one SLURM job each, on a shared file
-system) work on one study; a last ``serhpo hpo`` without ``--worker`` then runs whatever of the
-budget the workers left (normally nothing) and writes best.yaml. Workers share one trials.csv
-and claim each trial before running it (:mod:`serhpo.hpo.workers`), so the budget is met
-exactly, with no trial lost or run twice, also when a worker is killed. Ax and Hyperopt propose
-from every earlier result and run one trial after another.
+system) work on one study; a last ``serhpo hpo`` without ``--worker`` then finds the budget spent
+(or runs what a stopped worker left) and writes best.yaml and the Pareto front. Workers share
+one trials.csv and claim each trial before running it (:mod:`serhpo.hpo.workers`), so the
+budget is met exactly, with no trial lost or run twice, also when a worker is killed. Ax and
+Hyperopt propose from every earlier result and run one trial after another.
 
 Output folder::
 
@@ -210,6 +210,10 @@ def run_study(
     if settings.n_workers == 1:
         ran, stopped = _work(space, objective, settings, paths, worker=0)
         finished = TrialsLog(paths.trials, space).read()
+    elif settings.n_trials is not None and len(finished) >= settings.n_trials:
+        # e.g. after the worker jobs of a workflow: nothing to start processes for.
+        ran, stopped = [], f"trial budget of {settings.n_trials} reached"
+        log.info("%s: %s", settings.engine, stopped)
     else:
         _run_workers(space, objective, settings, paths)
         before = len(finished)
@@ -644,18 +648,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="run as this worker (0, 1, ...) of a study that other processes or jobs work on "
         "at the same time (optuna, random, grid), and stop when nothing of the budget is left "
-        "to start; afterwards run once with --after-workers to finish the study",
+        "to start; afterwards run once without --worker to finish the study",
     )
     parser.add_argument(
         "--worker-summary",
         type=Path,
         help="with --worker: write what this worker did (host, SLURM job, its trials) as YAML",
-    )
-    parser.add_argument(
-        "--after-workers",
-        action="store_true",
-        help="the study's --worker runs have ended: run whatever of the budget they left in "
-        "this process (normally nothing; a warning says when) and write best.yaml",
     )
     parser.add_argument(
         "--epoch-seconds",
@@ -677,11 +675,6 @@ def _trial_inputs(config: Mapping[str, Any], args: argparse.Namespace) -> dict[s
 
 def run(args: argparse.Namespace) -> int:
     """Run ``serhpo hpo``; print the best trial (or, with --worker, what the worker did)."""
-    if args.worker is not None and args.after_workers:
-        raise UserError(
-            "--worker and --after-workers exclude each other: run the workers with --worker, "
-            "then one last time with --after-workers."
-        )
     if args.worker_summary is not None and args.worker is None:
         raise UserError("--worker-summary needs --worker (it describes one worker's run).")
     started = time.time()
@@ -693,9 +686,6 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         n_workers=args.n_workers,
     )
-    workers = settings.n_workers
-    if args.after_workers:
-        settings = settings.with_overrides(n_workers=1)
     objective: Objective
     if args.objective == "synthetic":
         from serhpo.hpo.synthetic_objective import SyntheticObjective
@@ -723,15 +713,6 @@ def run(args: argparse.Namespace) -> int:
         restart_on_change=args.restart_on_change,
         worker=args.worker,
     )
-    if args.after_workers and outcome.ran:
-        log.warning(
-            "the %s study's %d worker(s) left %d trial(s) of the budget (a worker was stopped "
-            "and not run again); they ran here: %s",
-            settings.engine,
-            workers,
-            len(outcome.ran),
-            outcome.ran,
-        )
     if args.worker is None:
         print(yaml.safe_dump(outcome.best, sort_keys=False), end="")
         return 0
