@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.snakemake
@@ -144,3 +145,96 @@ def test_a_local_table_corpus_is_prepared_and_editing_its_table_reruns_it(
     result = snakemake_tools.run(workdir, "-n", target, configs=[config])
     assert result.returncode == 0, result.stderr[-3000:]
     assert planned_jobs(result.stdout) == {"prepare_corpus": 1}
+
+
+# ---- the SLURM profile: every job asks for its rule's resources ---------------------------
+
+TRAINING_RULES = {"hpo", "hpo_worker", "retrain_final"}
+# (threads, mem_mb, runtime) the heavy rules declare; the profile must not change them.
+HEAVY = {
+    "cache_features": (2, 8000, 240),
+    "hpo_worker": (1, 8000, 1440),
+    "hpo": (1, 8000, 1440),
+    "retrain_final": (2, 8000, 240),
+    "evaluate": (2, 6000, 120),
+}
+
+
+def dry_run_jobs(output: str) -> list[dict]:
+    """Each job of a dry run: rule, wildcards, threads and resources."""
+    jobs = []
+    for block in re.split(r"^\[[^\]]+\]\n", output, flags=re.MULTILINE)[1:]:
+        rule = re.match(r"(?:local)?rule (\w+):", block)
+        if rule is None:
+            continue
+        fields = dict(re.findall(r"^    (\w+): (.*)$", block, re.MULTILINE))
+        resources = dict(
+            item.split("=", 1) for item in fields.get("resources", "").split(", ") if "=" in item
+        )
+        wildcards = dict(
+            item.split("=", 1) for item in fields.get("wildcards", "").split(", ") if "=" in item
+        )
+        jobs.append(
+            {
+                "rule": rule[1],
+                "wildcards": wildcards,
+                "threads": int(fields.get("threads", 1)),
+                "resources": resources,
+            }
+        )
+    return jobs
+
+
+def slurm_dry_run(workdir: Path, snakemake_tools, extra: dict) -> subprocess.CompletedProcess:
+    (workdir / "extra.yaml").write_text(yaml.safe_dump(extra))
+    return subprocess.run(
+        # --cores: a dry run caps threads at the local cores; the SLURM jobs are not capped.
+        [*snakemake_tools.command, "-n", "--profile", "profiles/slurm", "--cores", "64",
+         "--configfile", "config.yaml", "profiles/demo/demo-config.yaml", "extra.yaml"],
+        cwd=workdir, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_the_slurm_profile_gives_every_job_its_rules_resources(
+    tmp_path: Path, snakemake_tools
+) -> None:
+    workdir = snakemake_tools.copy(tmp_path)
+    extra = {
+        "hpo": {"n_workers": 2},
+        "training": {"device": "cuda"},
+        "compute": {"gpu_model": "a100"},
+    }
+    result = slurm_dry_run(workdir, snakemake_tools, extra)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = [job for job in dry_run_jobs(result.stdout) if job["rule"] != "all"]
+    assert {job["rule"] for job in jobs} >= set(HEAVY) | {"prepare_corpus", "report"}
+    for job in jobs:  # declared by every rule: the profile's defaults are never used
+        assert {"mem_mb", "runtime"} <= set(job["resources"]), job
+        if job["rule"] in TRAINING_RULES:
+            assert (job["resources"]["gpu"], job["resources"]["gpu_model"]) == ("1", "a100")
+        else:  # caching and evaluation run on the CPU
+            assert "gpu" not in job["resources"], job
+        if job["rule"] in HEAVY:
+            threads, mem_mb, runtime = HEAVY[job["rule"]]
+            assert job["threads"] == threads, job
+            assert int(job["resources"]["mem_mb"]) == mem_mb, job
+            assert int(job["resources"]["runtime"]) == runtime, job
+    workers = sorted(
+        (job["wildcards"]["engine"], job["wildcards"]["worker"])
+        for job in jobs
+        if job["rule"] == "hpo_worker"
+    )
+    # Two jobs share each study that workers can share; Ax and Hyperopt run in their hpo job.
+    assert workers == [(e, w) for e in ("grid", "optuna", "random") for w in ("0", "1")]
+    assert sorted(j["wildcards"]["engine"] for j in jobs if j["rule"] == "hpo") == sorted(
+        ["ax", "hyperopt", "optuna", "grid", "random"]
+    )
+    said = result.stdout + result.stderr
+    assert "ax and hyperopt propose each trial from every earlier result" in said
+
+
+def test_a_gpu_without_a_gpu_device_is_refused(tmp_path: Path, snakemake_tools) -> None:
+    workdir = snakemake_tools.copy(tmp_path)
+    result = slurm_dry_run(workdir, snakemake_tools, {"compute": {"gpu": 1}})
+    assert result.returncode != 0
+    assert "compute.gpu is 1 but training.device is cpu" in result.stdout + result.stderr

@@ -107,3 +107,13 @@ def test_the_journal_lock_is_a_kernel_lock(tmp_path: Path) -> None:
     lock.release()  # releasing twice is harmless
     assert (tmp_path / "optuna.journal.lock").exists()
     assert isinstance(lock, optuna.storages.journal.JournalFileOpenLock)
+
+
+def test_workers_sync_a_journal_whose_only_finished_trial_was_interrupted(tmp_path: Path) -> None:
+    OptunaEngine(SPACE, HpoSettings(), state_dir=tmp_path, worker=1).ask()  # worker 1 is killed
+    worker_0 = OptunaEngine(SPACE, HpoSettings(), state_dir=tmp_path, worker=0)
+    worker_0.sync([], ())  # fails the interrupted trial and queues its parameters
+    worker_2 = OptunaEngine(SPACE, HpoSettings(), state_dir=tmp_path, worker=2)
+    worker_2.sync([], ())  # trials.csv is behind the journal, not lost: no error
+    states = [t.state for t in worker_2.study.get_trials()]
+    assert states == [TrialState.FAIL, TrialState.WAITING]

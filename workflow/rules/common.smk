@@ -6,6 +6,7 @@ from snakemake.utils import min_version, validate
 
 from serhpo.config import load_schema, validate_config, with_defaults
 from serhpo.corpora import GENERIC_FORMATS, format_name, source_inputs
+from serhpo.hpo.settings import PARALLEL_ENGINES
 
 min_version("9.0")
 
@@ -144,8 +145,62 @@ ENGINE_ONLY_HPO_KEYS = {
     "n_startup_trials": {"hyperopt", "optuna"},
     "grid_points": {"grid"},
     "grid_budget": {"grid"},
-    "n_workers": {"optuna"},
+    "n_workers": set(PARALLEL_ENGINES),
 }
+
+
+def hpo_workers(engine):
+    """How many hpo_worker jobs share the engine's study (1: the hpo job runs it alone)."""
+    return config["hpo"]["n_workers"] if engine in PARALLEL_ENGINES else 1
+
+
+def worker_summaries(wildcards):
+    """The hpo_worker jobs an engine's hpo job waits for (none for a single-job study)."""
+    workers = hpo_workers(wildcards.engine)
+    if workers == 1:
+        return []
+    return expand(
+        "results/hpo/{engine}/workers/{worker}.yaml",
+        engine=wildcards.engine,
+        worker=range(workers),
+    )
+
+
+SEQUENTIAL = [e for e in ENGINES if e not in PARALLEL_ENGINES]
+if config["hpo"]["n_workers"] > 1 and SEQUENTIAL:
+    logger.info(
+        f"hpo.n_workers: {config['hpo']['n_workers']} jobs share each study of "
+        f"{', '.join(e for e in ENGINES if e in PARALLEL_ENGINES) or 'no engine here'}; "
+        f"{' and '.join(SEQUENTIAL)} propose each trial from every earlier result and run "
+        f"in one job each."
+    )
+
+
+def training_gpus():
+    """GPUs a training job asks for: compute.gpu, else 1 when training.device is cuda[:N]."""
+    gpus = config["compute"]["gpu"]
+    device = str(config["training"]["device"])
+    if gpus is None:
+        gpus = 1 if device.startswith("cuda") else 0
+    if gpus > 0 and device == "cpu":
+        raise ValueError(
+            f"config: compute.gpu is {gpus} but training.device is cpu, so the GPU would sit "
+            f"idle. Set training.device: cuda (or auto), or compute.gpu: 0."
+        )
+    return gpus
+
+
+def training_resources(mem_mb, runtime):
+    """Resources of a job that trains: memory (more on each retry), runtime and the GPUs."""
+    resources = {
+        "mem_mb": lambda wildcards, attempt: mem_mb * attempt,
+        "runtime": runtime,
+    }
+    if training_gpus():
+        resources["gpu"] = training_gpus()
+        if config["compute"]["gpu_model"]:
+            resources["gpu_model"] = config["compute"]["gpu_model"]
+    return resources
 
 
 def hpo_settings(wildcards):
@@ -168,6 +223,10 @@ def hpo_settings(wildcards):
         if key != "engines"
         and wildcards.engine in ENGINE_ONLY_HPO_KEYS.get(key, {wildcards.engine})
     }
+    if wildcards.engine in ("random", "grid") and settings["hpo"].get("n_workers") == 1:
+        # They read it since workers can share their studies; left out at its default, so
+        # that single-job studies run before that are not rerun.
+        del settings["hpo"]["n_workers"]
     return as_json(settings)
 
 

@@ -16,8 +16,7 @@ rule retrain_final:
         "../../envs/models.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=240,
+        **training_resources(mem_mb=8000, runtime=240),
     params:
         settings=stage_settings(
             "seed",

@@ -116,6 +116,8 @@ class Engine(ABC):
     name: str = ""
     #: True when :meth:`should_prune` implements the engine's own pruner.
     native_pruning: bool = False
+    #: True when several workers may share one study (the engine implements :meth:`sync`).
+    parallel: bool = False
 
     def __init__(
         self,
@@ -152,16 +154,26 @@ class Engine(ABC):
         trials; engines with saved state (Optuna's journal) reconcile it with them.
         """
 
+    def sync(self, finished: Sequence[FinishedTrial], running: Sequence[Any]) -> None:
+        """Catch up with the shared study before the next :meth:`ask` (parallel engines only).
+
+        Called under the study lock before every ask, instead of :meth:`replay`, when workers
+        may share the study. Must be idempotent.
+
+        Args:
+            finished: every trial in trials.csv.
+            running: the :class:`~serhpo.hpo.workers.Claim` of each trial that another live
+                worker is running; a trial neither finished nor running was interrupted and
+                is to be proposed again.
+        """
+        raise NotImplementedError(f"the {self.name} engine runs one trial after another")
+
     def report(self, proposal: Proposal, epoch: int, score: float) -> None:  # noqa: B027
         """Hear a trial's validation BCA after ``epoch`` (engines with their own pruner)."""
 
     def should_prune(self, proposal: Proposal, epoch: int) -> bool:
         """Ask the engine's own pruner whether to stop the trial after ``epoch``."""
         return False
-
-    def running_elsewhere(self) -> int:
-        """Trials other workers are running now on the same study (0 for sequential engines)."""
-        return 0
 
     def close(self) -> None:  # noqa: B027 (optional: most engines hold nothing)
         """Release files or connections."""

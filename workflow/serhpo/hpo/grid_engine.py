@@ -2,7 +2,8 @@
 
 Points are proposed in a fixed order (the first parameter varies slowest), so two grid studies
 with the same space try the same trials in the same order; a resumed study skips the points
-already in trials.csv. The study ends when the grid does, or earlier at its budget.
+already in trials.csv (workers sharing the study skip those running elsewhere too). The study
+ends when the grid does, or earlier at its budget.
 
 Example:
     >>> from serhpo.hpo.settings import HpoSettings
@@ -34,6 +35,7 @@ class GridEngine(Engine):
     """Proposes each grid point once, in order."""
 
     name = "grid"
+    parallel = True
 
     def __init__(
         self,
@@ -64,3 +66,8 @@ class GridEngine(Engine):
 
     def replay(self, finished: Sequence[FinishedTrial]) -> None:
         self._done.update(grid_key(trial.params) for trial in finished)
+
+    def sync(self, finished: Sequence[FinishedTrial], running: Sequence[Any]) -> None:
+        """Points logged or running elsewhere are done; the rest are proposed in grid order."""
+        self._done = {grid_key(t.params) for t in finished} | {grid_key(c.params) for c in running}
+        self._next = 0

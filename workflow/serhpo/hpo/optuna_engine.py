@@ -113,6 +113,7 @@ class OptunaEngine(Engine):
     """Optuna's TPE (seeded), median pruner and journal storage."""
 
     name = "optuna"
+    parallel = True
 
     def __init__(
         self,
@@ -202,31 +203,38 @@ class OptunaEngine(Engine):
     def should_prune(self, proposal: Proposal, epoch: int) -> bool:
         return self.native_pruning and proposal.handle.should_prune()
 
-    def running_elsewhere(self) -> int:
-        return len(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-
     def replay(self, finished: Sequence[FinishedTrial]) -> None:
+        """Reconcile the journal with trials.csv when no other worker runs (see :meth:`sync`)."""
+        self.sync(finished, ())
+
+    def sync(self, finished: Sequence[FinishedTrial], running: Sequence[Any]) -> None:
         """Reconcile the journal with trials.csv, which wins where they disagree.
 
         - no journal but finished trials (the journal was deleted): re-add them;
-        - a trial still running in the journal and finished in trials.csv (the study stopped
+        - a trial still running in the journal and finished in trials.csv (its worker stopped
           between the two writes): tell it as trials.csv says;
-        - a trial still running in the journal only (killed mid-trial): mark it failed and
-          queue its parameters, so the next trial retries them.
+        - a trial still running in the journal that no live worker claims (its worker was
+          killed mid-trial): mark it failed and queue its parameters, so the next trial
+          retries them;
+        - a trial that a live worker claims (in ``running``): leave it to that worker.
         """
         stored = self.study.get_trials(deepcopy=False)
         if not stored:
             for trial in finished:
                 self.study.add_trial(self._frozen(trial))
             return
-        if not finished and any(t.state.is_finished() for t in stored):
+        # Trials.csv lost (not merely behind: an interrupted trial is failed in the journal
+        # only, and may be the only finished one while the first trials still run).
+        scored = (TrialState.COMPLETE, TrialState.PRUNED)
+        if not finished and any(t.state in scored for t in stored):
             raise UserError(
                 f"{self.journal} holds {len(stored)} trials but trials.csv has none. Restore "
                 f"trials.csv, or delete {self.journal} to start the study afresh."
             )
         by_number = {t.engine_trial: t for t in finished if t.engine_trial is not None}
+        busy = {claim.engine_trial for claim in running}
         for frozen in stored:
-            if frozen.state != TrialState.RUNNING:
+            if frozen.state != TrialState.RUNNING or frozen.number in busy:
                 continue
             logged = by_number.get(frozen.number)
             if logged is not None:

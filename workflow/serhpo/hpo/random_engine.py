@@ -1,7 +1,8 @@
 """Random search: every trial drawn independently from the space (a baseline).
 
-Trial ``i`` is drawn from a generator seeded by (seed, i), so a resumed study proposes exactly
-what an uninterrupted one would have.
+Trial ``i`` is drawn from a generator seeded by (seed, i), and each ask takes the smallest index
+not yet run, so a resumed study proposes exactly what an uninterrupted one would have (an
+interrupted draw first), and workers sharing a study run the same draws as one worker would.
 
 Example:
     >>> from serhpo.hpo.settings import HpoSettings
@@ -17,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -59,6 +61,7 @@ class RandomEngine(Engine):
     """Independent uniform draws (log-uniform for ``loguniform``)."""
 
     name = "random"
+    parallel = True
 
     def __init__(
         self,
@@ -69,12 +72,15 @@ class RandomEngine(Engine):
         worker: int = 0,
     ) -> None:
         super().__init__(space, settings, state_dir=state_dir, worker=worker)
-        self._count = 0
+        self._taken: set[int] = set()
 
     def ask(self) -> Proposal:
-        rng = np.random.default_rng(derived_seed(self.settings.seed, self.worker, self._count))
-        self._count += 1
-        return Proposal(params=sample(self.space, rng), engine_trial=self._count - 1)
+        index = next(i for i in range(len(self._taken) + 1) if i not in self._taken)
+        self._taken.add(index)
+        # The draw depends on the index only (not on the worker): any split of the work
+        # between workers runs the same trials.
+        rng = np.random.default_rng(derived_seed(self.settings.seed, 0, index))
+        return Proposal(params=sample(self.space, rng), engine_trial=index)
 
     def tell(
         self, proposal: Proposal, *, value: float | None, status: TrialStatus, seconds: float
@@ -82,4 +88,11 @@ class RandomEngine(Engine):
         """Nothing to learn: draws are independent."""
 
     def replay(self, finished: Sequence[FinishedTrial]) -> None:
-        self._count = len(finished)
+        self.sync(finished, ())
+
+    def sync(self, finished: Sequence[FinishedTrial], running: Sequence[Any]) -> None:
+        """Draws logged or running elsewhere are taken; the others are proposed, smallest first."""
+        self._taken = {
+            i if trial.engine_trial is None else trial.engine_trial
+            for i, trial in enumerate(finished)
+        } | {claim.engine_trial for claim in running if claim.engine_trial is not None}

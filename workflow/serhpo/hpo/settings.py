@@ -17,8 +17,10 @@ from serhpo.errors import UserError
 
 #: Engines, in the order the paper reports them, then the two baselines.
 ENGINE_NAMES: tuple[str, ...] = ("ax", "hyperopt", "optuna", "grid", "random")
-#: Engines that run several trials at once on one study (``hpo.n_workers`` > 1).
-PARALLEL_ENGINES: tuple[str, ...] = ("optuna",)
+#: Engines whose study several workers share (``hpo.n_workers`` > 1): Optuna through its
+#: journal, random and grid through the trials each worker claims. Ax and Hyperopt propose
+#: each trial from every earlier result, so they run one trial after another.
+PARALLEL_ENGINES: tuple[str, ...] = ("optuna", "random", "grid")
 #: The metric every study maximises (written into best.yaml).
 METRIC = "valid_bca"
 MULTI_OBJECTIVE_SAMPLERS: tuple[str, ...] = ("tpe", "nsga2")
@@ -99,7 +101,7 @@ class HpoSettings:
         grid_points: points per numeric parameter for the grid engine, unless ``grid:`` is given.
         pruning: early stopping of trials.
         multi_objective: BCA against trial seconds.
-        n_workers: processes sharing one study (Optuna only).
+        n_workers: processes or jobs sharing one study (Optuna, random and grid).
     """
 
     engine: str = "optuna"
@@ -200,9 +202,9 @@ class HpoSettings:
         if self.n_workers > 1 and self.engine not in PARALLEL_ENGINES:
             raise UserError(
                 f"config key hpo.n_workers: found {self.n_workers} for engine {self.engine!r}, "
-                f"which runs one trial after another; parallel trials are supported by "
-                f"{', '.join(PARALLEL_ENGINES)} (random and grid studies can be partitioned by "
-                f"running several studies with other seeds or grids). Set hpo.n_workers: 1."
+                f"which proposes each trial from every earlier result and so runs one trial "
+                f"after another; workers can share studies of {', '.join(PARALLEL_ENGINES)}. "
+                f"Set hpo.n_workers: 1 for {self.engine}."
             )
         return self
 

@@ -5,20 +5,31 @@ TrialResult`` with an :data:`~serhpo.trial.EpochReporter` that can stop the tria
 time budget), times it, turns exceptions and NaN scores into failed trials (the study goes
 on), appends the trial to trials.csv at once and tells the engine. The budget (trials and/or
 wall minutes over all resumes) is the same for every engine. Running the same study again
-resumes it from trials.csv. With ``hpo.n_workers`` > 1 (Optuna), that many processes share
-one journal and one trials.csv.
+resumes it from trials.csv.
+
+Engines that can share a study (Optuna, random, grid) run it with several workers: with
+``hpo.n_workers`` > 1, ``serhpo hpo`` starts that many processes; with ``--worker W`` it runs
+as worker W alone, so that separate jobs (on a cluster: one SLURM job each, on a shared file
+system) work on one study; a last ``serhpo hpo`` without ``--worker`` then finds the budget spent
+(or runs what a stopped worker left) and writes best.yaml and the Pareto front. Workers share
+one trials.csv and claim each trial before running it (:mod:`serhpo.hpo.workers`), so the
+budget is met exactly, with no trial lost or run twice, also when a worker is killed. Ax and
+Hyperopt propose from every earlier result and run one trial after another.
 
 Output folder::
 
     trials.csv     one row per finished trial (see serhpo.hpo.trials_log)
     best.yaml      engine, trial, params, value, metric
     pareto.csv/png with hpo.multi_objective.enabled: BCA against the trial's cost
-    engine_state/  study.yaml (what the study was started with), a lock, optuna.journal
+    engine_state/  study.yaml (what the study was started with), a lock, optuna.journal,
+                   session.yaml (the study clock), workers/ (worker locks and running trials)
 
 Example:
     $ serhpo hpo --engine optuna --config config.yaml --out results/hpo/optuna \\
         --objective trainer --split results/splits/emodb.csv
     $ serhpo hpo --engine grid --config config.yaml --out /tmp/grid --objective synthetic
+    $ serhpo hpo --engine random --config config.yaml --out /tmp/r --objective synthetic \\
+        --worker 1 --worker-summary /tmp/r-worker-1.yaml   # one of several jobs
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ import json
 import logging
 import math
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -44,9 +56,18 @@ from serhpo.corpora.download import file_sha256
 from serhpo.errors import UserError
 from serhpo.hpo.engine import Engine, FinishedTrial, Proposal, make_engine
 from serhpo.hpo.pruning import EarlyStopRule
-from serhpo.hpo.settings import ENGINE_NAMES, HpoSettings
+from serhpo.hpo.settings import ENGINE_NAMES, PARALLEL_ENGINES, HpoSettings
 from serhpo.hpo.space import SearchSpace
 from serhpo.hpo.trials_log import TrialsLog, best_trial, file_lock, write_best
+from serhpo.hpo.workers import (
+    Claim,
+    drop_claim,
+    live_claims,
+    session_origin,
+    where,
+    worker_slot,
+    write_claim,
+)
 from serhpo.trial import EpochReporter, TrialResult, TrialStatus
 
 log = logging.getLogger(__name__)
@@ -81,6 +102,11 @@ class StudyPaths:
     def meta(self) -> Path:
         return self.state / "study.yaml"
 
+    @property
+    def start_lock(self) -> Path:
+        """Beside the folder: held while a starting worker checks (or sets aside) the study."""
+        return self.out_dir.with_name(self.out_dir.name + ".lock")
+
 
 @dataclass
 class StudyOutcome:
@@ -88,14 +114,19 @@ class StudyOutcome:
 
     Attributes:
         trials: every finished trial, from trials.csv.
-        best: the content of best.yaml.
+        best: the content of best.yaml (empty for a worker whose study has no score yet).
         paths: the study's files.
+        pareto: the Pareto front (multi-objective studies).
+        ran: the trial numbers this call ran (all its workers).
+        stopped: why the last worker of this call stopped.
     """
 
     trials: list[FinishedTrial]
     best: dict[str, Any]
     paths: StudyPaths
     pareto: list[FinishedTrial] = field(default_factory=list)
+    ran: list[int] = field(default_factory=list)
+    stopped: str = ""
 
 
 def run_study(
@@ -106,6 +137,7 @@ def run_study(
     out_dir: Path,
     trial_inputs: Mapping[str, Any] | None = None,
     restart_on_change: bool = False,
+    worker: int | None = None,
 ) -> StudyOutcome:
     """Run (or resume) one engine's study until its budget is spent.
 
@@ -121,13 +153,19 @@ def run_study(
         restart_on_change: when the folder holds a study started with another engine, space
             or ``trial_inputs``, move it aside (``<out_dir>.replaced-<time>``) and start afresh
             instead of refusing. Budgets may change either way: a larger one extends the study.
+        worker: run as this one worker of a study that other processes (e.g. other cluster
+            jobs) work on at the same time, in this process, and return when nothing of the
+            budget is left to start; best.yaml is kept up to date but a study without a score
+            yet is no error and no Pareto front is written. None: run the whole study here
+            (``settings.n_workers`` processes) and finish it.
 
     Returns:
         The study's trials, best trial and paths.
 
     Raises:
-        UserError: when the folder holds another engine's or another space's study, or when
-            no trial produced a score.
+        UserError: when the folder holds another engine's or another space's study, when
+            no trial produced a score, or when ``worker`` is given for an engine that runs one
+            trial after another, or is running already.
 
     Example:
         >>> from serhpo.hpo.synthetic_objective import SyntheticObjective
@@ -137,20 +175,50 @@ def run_study(
         5
     """
     paths = StudyPaths(out_dir)
-    _check_meta(
-        paths, space, settings, trial_inputs=trial_inputs, restart_on_change=restart_on_change
-    )
-    trials_log = TrialsLog(paths.trials, space)
-    finished = trials_log.read()
-    base_seconds = max((t.cumulative_seconds for t in finished), default=0.0)
-    clock_origin = time.time() - base_seconds  # cumulative_seconds continue over resumes
+    if worker is not None and settings.engine not in PARALLEL_ENGINES:
+        raise UserError(
+            f"--worker {worker}: the {settings.engine} engine proposes each trial from every "
+            f"earlier result, so its study runs in one process; workers can share studies of "
+            f"{', '.join(PARALLEL_ENGINES)}. Run it without --worker."
+        )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(paths.start_lock):  # workers starting together set a study aside once
+        _check_meta(
+            paths, space, settings, trial_inputs=trial_inputs, restart_on_change=restart_on_change
+        )
+    finished = TrialsLog(paths.trials, space).read()
     if finished:
         log.info("resuming the %s study with %d finished trials", settings.engine, len(finished))
+    if worker is not None:
+        ran, stopped = _work(space, objective, settings, paths, worker=worker)
+        with file_lock(paths.lock):
+            finished = TrialsLog(paths.trials, space).read()
+            best = (
+                write_best(paths.best, engine=settings.engine, trials=finished)
+                if best_trial(finished) is not None
+                else {}
+            )
+        log.info(
+            "%s worker %d: ran %d trials; the study holds %d (%s)",
+            settings.engine,
+            worker,
+            len(ran),
+            len(finished),
+            stopped,
+        )
+        return StudyOutcome(trials=finished, best=best, paths=paths, ran=ran, stopped=stopped)
     if settings.n_workers == 1:
-        _work(space, objective, settings, paths, worker=0, clock_origin=clock_origin, replay=True)
+        ran, stopped = _work(space, objective, settings, paths, worker=0)
+        finished = TrialsLog(paths.trials, space).read()
+    elif settings.n_trials is not None and len(finished) >= settings.n_trials:
+        # e.g. after the worker jobs of a workflow: nothing to start processes for.
+        ran, stopped = [], f"trial budget of {settings.n_trials} reached"
+        log.info("%s: %s", settings.engine, stopped)
     else:
-        _run_workers(space, objective, settings, paths, clock_origin=clock_origin)
-    finished = trials_log.read()
+        _run_workers(space, objective, settings, paths)
+        before = len(finished)
+        finished = TrialsLog(paths.trials, space).read()
+        ran, stopped = [t.trial for t in finished[before:]], "every worker stopped"
     best = write_best(paths.best, engine=settings.engine, trials=finished)
     front: list[FinishedTrial] = []
     if settings.multi_objective.enabled:
@@ -171,7 +239,9 @@ def run_study(
         best["value"],
         best["trial"],
     )
-    return StudyOutcome(trials=finished, best=best, paths=paths, pareto=front)
+    return StudyOutcome(
+        trials=finished, best=best, paths=paths, pareto=front, ran=ran, stopped=stopped
+    )
 
 
 def _check_meta(
@@ -248,74 +318,96 @@ def _work(
     paths: StudyPaths,
     *,
     worker: int,
-    clock_origin: float,
-    replay: bool,
-) -> None:
-    """One process's loop: ask under the lock, run, append and tell under the lock."""
+) -> tuple[list[int], str]:
+    """One process's loop: ask and claim under the lock, run, log and tell under the lock.
+
+    Returns:
+        The trial numbers this process logged, and why it stopped.
+    """
     trials_log = TrialsLog(paths.trials, space)
     engine = make_engine(space, settings, state_dir=paths.state, worker=worker)
+    shared = engine.parallel
     rule = EarlyStopRule(settings.pruning)
+    ran: list[int] = []
     try:
-        with file_lock(paths.lock):
-            finished = trials_log.read()
-            if replay:
-                engine.replay(finished)
-        progress = tqdm(
-            total=settings.n_trials,
-            initial=len(finished),
-            desc=f"hpo {settings.engine}" + (f" worker {worker}" if settings.n_workers > 1 else ""),
-            unit="trial",
-            disable=settings.n_workers > 1,
-        )
-        while True:
+        with worker_slot(paths.state, worker):
             with file_lock(paths.lock):
                 finished = trials_log.read()
-                spent = _budget_spent(
-                    settings, len(finished) + engine.running_elsewhere(), clock_origin
-                )
-                proposal = None if spent else engine.ask()
-            if spent or proposal is None:
-                log.info("%s: %s", settings.engine, spent or "the grid is exhausted")
-                break
-            completed = [t.history for t in finished if t.status == TrialStatus.COMPLETE]
-            trial = run_trial(
-                objective,
-                proposal,
-                engine=engine,
-                rule=rule,
-                completed_histories=completed,
-                deadline=(
-                    None
-                    if settings.time_budget_min is None
-                    else clock_origin + settings.time_budget_min * 60
-                ),
-                clock_origin=clock_origin,
-                worker=worker,
+                live_claims(paths.state, finished, me=worker)  # clears what dead workers left
+                clock_origin = session_origin(paths.state, finished, me=worker)
+                if not shared:
+                    engine.replay(finished)
+            progress = tqdm(
+                total=settings.n_trials,
+                initial=len(finished),
+                desc=f"hpo {settings.engine}"
+                + (f" worker {worker}" if settings.n_workers > 1 else ""),
+                unit="trial",
+                disable=settings.n_workers > 1,
             )
-            with file_lock(paths.lock):
-                trial = trials_log.append(trial)
-                engine.tell(
+            while True:
+                with file_lock(paths.lock):
+                    finished = trials_log.read()
+                    running = live_claims(paths.state, finished, me=worker)
+                    spent = _budget_spent(settings, len(finished) + len(running), clock_origin)
+                    proposal = None
+                    if not spent:
+                        if shared:
+                            engine.sync(finished, running)
+                        proposal = engine.ask()
+                        if proposal is not None:
+                            write_claim(paths.state, Claim.of(worker, proposal))
+                if spent or proposal is None:
+                    stopped = spent or (
+                        "the grid is exhausted"
+                        if not running
+                        else f"the rest of the grid is running in workers "
+                        f"{sorted(c.worker for c in running)}"
+                    )
+                    log.info("%s: %s", settings.engine, stopped)
+                    break
+                completed = [t.history for t in finished if t.status == TrialStatus.COMPLETE]
+                trial = run_trial(
+                    objective,
                     proposal,
-                    value=None if trial.status == TrialStatus.FAILED else trial.value,
-                    status=trial.status,
-                    seconds=trial.cost(settings.multi_objective.cost),
+                    engine=engine,
+                    rule=rule,
+                    completed_histories=completed,
+                    deadline=(
+                        None
+                        if settings.time_budget_min is None
+                        else clock_origin + settings.time_budget_min * 60
+                    ),
+                    clock_origin=clock_origin,
+                    worker=worker,
                 )
-                everything = trials_log.read()
-                if best_trial(everything) is not None:
-                    write_best(paths.best, engine=settings.engine, trials=everything)
-            progress.update(1)
-            log.info(
-                "%s trial %d: %s BCA %.4f in %.1f s%s",
-                settings.engine,
-                trial.trial,
-                trial.status,
-                trial.value,
-                trial.trial_seconds,
-                f" ({trial.reason})" if trial.reason else "",
-            )
-        progress.close()
+                with file_lock(paths.lock):
+                    trial = trials_log.append(trial)
+                    engine.tell(
+                        proposal,
+                        value=None if trial.status == TrialStatus.FAILED else trial.value,
+                        status=trial.status,
+                        seconds=trial.cost(settings.multi_objective.cost),
+                    )
+                    drop_claim(paths.state, worker)
+                    everything = trials_log.read()
+                    if best_trial(everything) is not None:
+                        write_best(paths.best, engine=settings.engine, trials=everything)
+                ran.append(trial.trial)
+                progress.update(1)
+                log.info(
+                    "%s trial %d: %s BCA %.4f in %.1f s%s",
+                    settings.engine,
+                    trial.trial,
+                    trial.status,
+                    trial.value,
+                    trial.trial_seconds,
+                    f" ({trial.reason})" if trial.reason else "",
+                )
+            progress.close()
     finally:
         engine.close()
+    return ran, stopped
 
 
 def run_trial(
@@ -430,14 +522,8 @@ def _run_workers(
     objective: Objective,
     settings: HpoSettings,
     paths: StudyPaths,
-    *,
-    clock_origin: float,
 ) -> None:
-    """Reconcile the shared study once, then run ``n_workers`` processes on it."""
-    engine = make_engine(space, settings, state_dir=paths.state, worker=0)
-    with file_lock(paths.lock):
-        engine.replay(TrialsLog(paths.trials, space).read())
-    engine.close()
+    """Run ``n_workers`` processes on the study (each reconciles it under the lock)."""
     # spawn, not fork: the parent may hold threads (torch, BLAS) that fork would copy broken.
     context = multiprocessing.get_context("spawn")
     workers = [
@@ -446,7 +532,6 @@ def _run_workers(
             args=(space, objective, settings, paths),
             kwargs={
                 "worker": worker,
-                "clock_origin": clock_origin,
                 "log_level": logging.getLogger().getEffectiveLevel(),
             },
             name=f"hpo-{settings.engine}-worker-{worker}",
@@ -488,15 +573,14 @@ def _worker_entry(
     paths: StudyPaths,
     *,
     worker: int,
-    clock_origin: float,
     log_level: int,
 ) -> None:
-    """A worker process: log like the parent, then run the shared loop without replaying."""
+    """A worker process: log like the parent, then run the shared loop."""
     logging.basicConfig(
         level=log_level,
         format=f"%(asctime)s %(levelname)s %(name)s [worker {worker}]: %(message)s",
     )
-    _work(space, objective, settings, paths, worker=worker, clock_origin=clock_origin, replay=False)
+    _work(space, objective, settings, paths, worker=worker)
 
 
 @dataclass
@@ -566,6 +650,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="override seed")
     parser.add_argument("--n-workers", type=int, help="override hpo.n_workers")
     parser.add_argument(
+        "--worker",
+        type=int,
+        help="run as this worker (0, 1, ...) of a study that other processes or jobs work on "
+        "at the same time (optuna, random, grid), and stop when nothing of the budget is left "
+        "to start; afterwards run once without --worker to finish the study",
+    )
+    parser.add_argument(
+        "--worker-summary",
+        type=Path,
+        help="with --worker: write what this worker did (host, SLURM job, its trials) as YAML",
+    )
+    parser.add_argument(
         "--threads", type=int, help="federated objective: CPUs the simulation may use"
     )
     parser.add_argument(
@@ -594,7 +690,10 @@ def _trial_inputs(config: Mapping[str, Any], args: argparse.Namespace) -> dict[s
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``serhpo hpo``; print the best trial."""
+    """Run ``serhpo hpo``; print the best trial (or, with --worker, what the worker did)."""
+    if args.worker_summary is not None and args.worker is None:
+        raise UserError("--worker-summary needs --worker (it describes one worker's run).")
+    started = time.time()
     config = read_stage_config(args.config, args.config_json)
     space = SearchSpace.from_config(config.get("search_space"))
     settings = HpoSettings.from_config(config, engine=args.engine).with_overrides(
@@ -639,6 +738,27 @@ def run(args: argparse.Namespace) -> int:
         out_dir=args.out,
         trial_inputs=_trial_inputs(config, args),
         restart_on_change=args.restart_on_change,
+        worker=args.worker,
     )
-    print(yaml.safe_dump(outcome.best, sort_keys=False), end="")
+    if args.worker is None:
+        print(yaml.safe_dump(outcome.best, sort_keys=False), end="")
+        return 0
+    summary = {
+        "engine": settings.engine,
+        "worker": args.worker,
+        **where(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "seconds": round(time.time() - started, 3),
+        "trials": outcome.ran,
+        "study_trials": len(outcome.trials),
+        "budget": settings.n_trials,
+        "stopped": outcome.stopped,
+    }
+    text = yaml.safe_dump(summary, sort_keys=False)
+    if args.worker_summary is not None:
+        args.worker_summary.parent.mkdir(parents=True, exist_ok=True)
+        temporary = args.worker_summary.with_name(args.worker_summary.name + ".tmp")
+        temporary.write_text(text)
+        os.replace(temporary, args.worker_summary)
+    print(text, end="")
     return 0
