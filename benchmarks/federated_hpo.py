@@ -170,7 +170,7 @@ def main() -> None:
     header = [
         "# Federated SER: the reference grid against multi-objective engines",
         "",
-        f"- command: `python benchmarks/federated_hpo.py {' '.join(sys.argv[1:])}`".rstrip(),
+        f"- command: `{' '.join(['python benchmarks/federated_hpo.py', *sys.argv[1:]])}`",
         f"- date: {datetime.date.today().isoformat()}; machine: {platform.machine()}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, torch {torch.__version__}",
         "- data: "
