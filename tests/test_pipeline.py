@@ -36,9 +36,10 @@ SMALL_DAG = {
     },
     "hpo": {"engines": ENGINES, "n_trials": 2, "n_sobol": 1},
     "evaluation": {"bootstrap": 50},
-    # The demo's federated switch is on: two engines, two short FedAvg runs each.
+    # The demo's federated switch is on: one engine, two short FedAvg runs (tests/federated
+    # covers the rest).
     "federated": {
-        "engines": ["grid", "optuna"],
+        "engines": ["optuna"],
         "n_trials": 2,
         "search_space": {
             "lr": {"type": "choice", "choices": [0.1, 0.01]},
@@ -46,7 +47,7 @@ SMALL_DAG = {
         },
     },
 }
-FL_ENGINES = ["grid", "optuna"]
+FL_ENGINES = ["optuna"]
 
 
 @pytest.fixture(scope="module")

@@ -66,8 +66,11 @@ SMALL_DAG = {
     },
     "hpo": {"engines": ENGINES, "n_trials": N_TRIALS, "n_sobol": 1, "n_workers": 2},
     "evaluation": {"bootstrap": 50},
+    # The demo's federated studies test nothing SLURM-specific (one job per engine, like the
+    # hpo studies without workers) and would add minutes: switched off here.
+    "federated": {"enabled": False},
 }
-CORPORA = list(SMALL_DAG["corpora"])
+CORPORA = [*SMALL_DAG["corpora"], "tess"]  # tess: the demo's table corpus
 # CPUs the node declares (SlurmdParameters=config_overrides lets it declare more than it has),
 # so that the four worker jobs start together and share their studies. Memory is recorded with
 # each job but not reserved (CR_Core): four workers' 8 GB exceed a 24 GB test machine.
