@@ -44,7 +44,7 @@ def test_the_summary_has_each_engines_best_and_cheapest_near_best() -> None:
     assert table.loc["optuna", "best_cpu_seconds"] == 6.0
     assert math.isnan(table.loc["optuna", "best_test_bca"])  # no evaluation given
     text = summary_markdown(table.reset_index(), margin=0.01, corpus="emodb", protocol="speaker")
-    assert "| grid | 3 | 0.700 | 8.0 | 2 | — | 0.695 | 4.0 | 3 | — | 2.0x |" in text
+    assert "| grid | 3 | 0.700 | 8 | 2 | — | 0.695 | 4 | 3 | — | 2.0x |" in text
 
 
 def test_the_joint_front_keeps_only_trials_no_engine_beats() -> None:

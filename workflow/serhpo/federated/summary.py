@@ -113,11 +113,11 @@ def summary_markdown(table: pd.DataFrame, *, margin: float, corpus: str, protoco
             row.engine,
             f"{row.trials}",
             f"{row.best_valid_bca:.3f}",
-            f"{row.best_cpu_seconds:.1f}",
+            f"{row.best_cpu_seconds:.3g}",
             f"{row.best_trials_needed}",
             _interval(row.best_test_bca, row.best_test_ci_low, row.best_test_ci_high),
             f"{row.efficient_valid_bca:.3f}",
-            f"{row.efficient_cpu_seconds:.1f}",
+            f"{row.efficient_cpu_seconds:.3g}",
             f"{row.efficient_trials_needed}",
             _interval(
                 row.efficient_test_bca, row.efficient_test_ci_low, row.efficient_test_ci_high
@@ -148,7 +148,7 @@ def front_markdown(front: pd.DataFrame) -> str:
             str(row["engine"]),
             str(row["trial"]),
             f"{row['valid_bca']:.3f}",
-            f"{row['cpu_seconds']:.2f}",
+            f"{row['cpu_seconds']:.3g}",
             *[_cell(row[c]) for c in params],
         ]
         for _, row in front.iterrows()
