@@ -64,6 +64,7 @@ class WaveformFeature(FrozenFeature):
     """
 
     name: ClassVar[str] = "waveform"
+    sequence: ClassVar[bool] = True
 
     def fingerprint(self) -> str:
         return fingerprint_of(kind="waveform", version=1)

@@ -77,9 +77,13 @@ class FrozenFeature(ABC):
     Attributes:
         name: a short folder-safe name for the cache path, e.g. ``logmel``,
             ``egemaps``, ``wav2vec2-pooled``, ``wav2vec2-cnn``.
+        sequence: whether :meth:`compute` returns a frame sequence (else a vector).
     """
 
     name: ClassVar[str] = "feature"
+    #: True for frame sequences ``(frames, ...)``, False for utterance-level vectors; tells
+    #: :mod:`serhpo.normalisation` whether statistics run over frames or over utterances.
+    sequence: ClassVar[bool] = False
 
     @abstractmethod
     def fingerprint(self) -> str:
