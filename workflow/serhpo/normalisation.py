@@ -161,7 +161,7 @@ def normalise_items(
     """Standardise ``items`` per corpus or per speaker of their ``utterances``; ``none``: as is.
 
     Example:
-        >>> test = normalise_items(items, utterances, mode="speaker", sequence=False)  # doctest: +SKIP
+        >>> out = normalise_items(items, utts, mode="speaker", sequence=False)  # doctest: +SKIP
     """
     if check_mode(mode) == "none":
         return list(items)
