@@ -128,7 +128,9 @@ class ModelFile:
         version: the binary format version (6 for CTranslate2 4.x).
         spec: the model spec's name (``WhisperSpec``).
         revision: the spec's revision.
-        variables: name -> numpy array (float16 or float32, as stored).
+        variables: name -> numpy array (float16 or float32, as stored); with
+            ``load=False`` only the scalars.
+        shapes: name -> shape, of every variable with the prefix.
         aliases: alias name -> variable name.
     """
 
@@ -136,6 +138,7 @@ class ModelFile:
     spec: str
     revision: int
     variables: dict[str, np.ndarray]
+    shapes: dict[str, tuple[int, ...]]
     aliases: dict[str, str]
 
 
@@ -155,7 +158,7 @@ def _read_string(stream: BinaryIO) -> str:
     return data.rstrip(b"\0").decode("utf-8")
 
 
-def read_model_file(path: Path, *, prefix: str = "") -> ModelFile:
+def read_model_file(path: Path, *, prefix: str = "", load: bool = True) -> ModelFile:
     """Parse a CTranslate2 ``model.bin`` (format version 5 or 6) without executing code.
 
     Args:
@@ -185,13 +188,16 @@ def read_model_file(path: Path, *, prefix: str = "") -> ModelFile:
             revision = _read(stream, "<I")
             count = _read(stream, "<I")
             variables: dict[str, np.ndarray] = {}
+            shapes: dict[str, tuple[int, ...]] = {}
             for _ in range(count):
                 name = _read_string(stream)
                 rank = _read(stream, "<B")
                 shape = tuple(_read(stream, "<I") for _ in range(rank))
                 dtype_id = _read(stream, "<B")
                 num_bytes = _read(stream, "<I")
-                if not name.startswith(prefix):
+                if name.startswith(prefix):
+                    shapes[name] = shape
+                if not name.startswith(prefix) or not (load or rank == 0):
                     stream.seek(num_bytes, os.SEEK_CUR)
                     continue
                 data = stream.read(num_bytes)
@@ -208,7 +214,12 @@ def read_model_file(path: Path, *, prefix: str = "") -> ModelFile:
             f"{path} is truncated or not a CTranslate2 model.bin. Copy or convert it again."
         ) from None
     return ModelFile(
-        version=version, spec=spec, revision=revision, variables=variables, aliases=aliases
+        version=version,
+        spec=spec,
+        revision=revision,
+        variables=variables,
+        shapes=shapes,
+        aliases=aliases,
     )
 
 
@@ -392,12 +403,43 @@ def hidden_states(encoder: Any, mel: torch.Tensor) -> list[torch.Tensor]:
         ``encoder_layers + 1`` tensors ``(batch, frames / 2, d_model)``.
 
     Example:
-        >>> states = hidden_states(encoder, torch.from_numpy(log_mel(audio))[None])  # doctest: +SKIP
+        >>> mel = torch.from_numpy(log_mel(audio))[None]  # doctest: +SKIP
+        >>> states = hidden_states(encoder, mel)  # doctest: +SKIP
         >>> len(states), states[-1].shape  # doctest: +SKIP
         (5, torch.Size([1, 1500, 384]))
     """
     first = embed(encoder, mel)
     return [first, *run_layers(encoder, first, start=0, stop=len(encoder.layers))]
+
+
+def encoder_sizes(folder: Path | None = None) -> dict[str, int]:
+    """The encoder's sizes, read from ``model.bin``'s shapes without loading the tensors.
+
+    Example:
+        >>> encoder_sizes()  # doctest: +SKIP
+        {'num_mel_bins': 80, 'd_model': 384, 'encoder_layers': 4, 'num_heads': 6}
+    """
+    folder = check_whisper_dir(folder)
+    return dict(_encoder_sizes(str(folder), model_checksum(folder)))
+
+
+@functools.lru_cache(maxsize=4)
+def _encoder_sizes(folder: str, checksum: str) -> tuple[tuple[str, int], ...]:
+    contents = read_model_file(Path(folder) / MODEL_FILE, prefix="encoder/", load=False)
+    shapes = contents.shapes
+    if "encoder/conv1/weight" not in shapes:
+        raise UserError(
+            f"{folder}/{MODEL_FILE} has no encoder/conv1/weight: not a CTranslate2 Whisper "
+            "model. Convert one with ct2-transformers-converter --model openai/whisper-<size>."
+        )
+    d_model, bins, _ = shapes["encoder/conv1/weight"]
+    layers = sum(1 for name in shapes if name.endswith("/ffn/linear_0/weight"))
+    return (
+        ("num_mel_bins", int(bins)),
+        ("d_model", int(d_model)),
+        ("encoder_layers", layers),
+        ("num_heads", _num_heads(contents.variables, int(d_model))),
+    )
 
 
 @functools.lru_cache(maxsize=2)
@@ -451,6 +493,7 @@ __all__ = [
     "check_whisper_dir",
     "default_whisper_dir",
     "embed",
+    "encoder_sizes",
     "encoder_state_dict",
     "feature_extractor",
     "hidden_states",

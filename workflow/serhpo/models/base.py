@@ -15,6 +15,7 @@ logmel          ``train``            log-Mel spectrogram (T, n_mels)   the head 
 egemaps         ``train``            eGeMAPSv02 functionals (88,)      a Linear layer
 wav2vec2        ``frozen``           pooled encoder output (D,)        the Linear layer
 wav2vec2        ``finetune``         conv feature extractor (T, 512)   encoder + Linear
+whisper         ``train``            pooled layers (L+1, 2D)          mix + Linear/sklearn
 ==============  ===================  ===============================  =====================
 
 The trainer (:mod:`serhpo.training`) asks :meth:`SERModel.stage_for_epoch` which
@@ -190,6 +191,17 @@ class SERModel(nn.Module, ABC):
         Called once per trial for each stage, with the training part's features of
         that stage, before the stage's first epoch. The default does nothing.
         """
+
+    def fit_closed_form(
+        self, stage: str, train_items: Sequence[FeatureItem], targets: torch.Tensor
+    ) -> bool:
+        """Fit the trainable part at once (e.g. a scikit-learn head); False: train by gradient.
+
+        Called by the trainer after :meth:`adapt`, with the training features and their
+        class indices. A family that returns True is scored once and runs no epochs. The
+        default returns False.
+        """
+        return False
 
     def set_stage(self, stage: str) -> None:
         """Switch to ``stage``: only its trainable parameters keep ``requires_grad``.

@@ -1,0 +1,356 @@
+"""The Whisper encoder family: pooled per-layer embeddings of a pretrained Whisper encoder.
+
+The encoder (:mod:`serhpo.backbones.whisper`: the embedded ``tiny.en``, or any CTranslate2
+Whisper folder in ``backbone.dir``) is frozen. Its frozen feature
+(:class:`WhisperLayersFeature`) is, per utterance and per ``window``, the mean and the
+standard deviation over the encoder frames that hold audio of EVERY hidden state (the
+embedding output, then each layer's): values ``(layers + 1, 2 * d_model)``, computed once
+and shared by every trial, whatever its ``layer``, ``pooling`` or ``head``::
+
+    waveform ─ log-Mel (30 s window, or the utterance's own length) ─ encoder
+             ─ every hidden state ─ mean, std over audio frames      [cached]
+             ─ standardise ─ pick pooling and layer ─ head ─ logits  [per trial]
+
+Parameters (config ``model:`` or ``search_space:``):
+
+=========== ================================================================================
+head        ``linear`` (a torch Linear layer, trained with ``lr``/``epochs``), ``logreg``
+            (scikit-learn ``LogisticRegression``) or ``svm`` (``LinearSVC``), both fitted
+            once in closed form (:meth:`WhisperClassifier.fit_closed_form`) and folded into
+            the same Linear layer, so the model saves as plain tensors.
+C           the inverse regularisation of the scikit-learn heads.
+window      ``30s``: padded to 3000 mel frames as Whisper was trained; ``utterance``: the
+            unpadded spectrogram (even frame count), about a fifteenth of the cost.
+layer       ``0`` (embedding output) .. ``N`` (last layer), ``mean`` (mean of layers 1..N)
+            or ``weighted`` (a learned softmax-weighted sum of all hidden states, the
+            SUPERB/EmoBox practice; scikit-learn heads take the mean of layers 1..N instead).
+pooling     ``mean``, or ``mean_std`` (mean and standard deviation concatenated).
+=========== ================================================================================
+
+Example:
+    >>> model = build("whisper", num_classes=7, params={"head": "logreg", "layer": 2},
+    ...               backbone_dir=None)  # doctest: +SKIP
+    >>> model.frozen_feature("train").name  # doctest: +SKIP
+    'whisper-layers'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from serhpo.backbones.whisper import (
+    DEFAULT_MODEL_NAME,
+    MODEL_FILE,
+    check_whisper_dir,
+    default_whisper_dir,
+    encoder_sizes,
+    hidden_states,
+    log_mel,
+    model_checksum,
+    shared_whisper_encoder,
+)
+from serhpo.errors import UserError
+from serhpo.models.base import (
+    TRAIN_STAGE,
+    FeatureItem,
+    FrozenFeature,
+    SERModel,
+    check_params,
+    fingerprint_of,
+)
+
+#: Family parameters and their defaults.
+DEFAULTS: dict[str, Any] = {
+    "head": "linear",
+    "C": 1.0,
+    "window": "30s",
+    "layer": "weighted",
+    "pooling": "mean",
+}
+HEADS = ("linear", "logreg", "svm")
+WINDOWS = ("30s", "utterance")
+POOLINGS = ("mean", "mean_std")
+LAYER_CHOICES = ("weighted", "mean")
+
+#: Samples per mel frame (Whisper's hop) and mel frames per encoder frame.
+_HOP = 160
+_STRIDE = 2
+_MAX_MEL_FRAMES = 3000
+_MIN_STD = 1e-6
+#: The logit of a class that the training part lacks (sklearn heads know only seen classes).
+_ABSENT_LOGIT = -1e4
+
+
+# ---------------------------------------------------------------- the frozen feature
+
+
+def audio_frames(valid_samples: int, mel_frames: int) -> int:
+    """Encoder frames that hold audio: ``ceil(valid mel frames / 2)``, at least 1.
+
+    Example:
+        >>> audio_frames(32000, 3000)
+        100
+    """
+    valid_mel = min(math.ceil(valid_samples / _HOP), mel_frames)
+    return max(1, min(math.ceil(valid_mel / _STRIDE), mel_frames // _STRIDE))
+
+
+class WhisperLayersFeature(FrozenFeature):
+    """Mean and std over audio frames of every hidden state: ``(layers + 1, 2 * d_model)``.
+
+    The first ``d_model`` columns are the means, the last ``d_model`` the standard
+    deviations. The encoder is loaded on the first :meth:`compute`.
+
+    Args:
+        backbone_dir: a CTranslate2 Whisper folder; ``None``: the embedded ``tiny.en``.
+        window: ``30s`` or ``utterance``.
+    """
+
+    name: ClassVar[str] = "whisper-layers"
+    sequence: ClassVar[bool] = False
+    version: ClassVar[int] = 1
+
+    def __init__(self, backbone_dir: Path | None, *, window: str) -> None:
+        self.backbone_dir = check_whisper_dir(backbone_dir)
+        self.window = window
+        self._fingerprint: str | None = None
+
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            import transformers
+
+            self._fingerprint = fingerprint_of(
+                kind=self.name,
+                version=self.version,
+                model=model_checksum(self.backbone_dir),
+                window=self.window,
+                torch=torch.__version__.split("+")[0],
+                transformers=transformers.__version__,
+            )
+        return self._fingerprint
+
+    def compute(self, waveform: torch.Tensor, *, valid_samples: int) -> FeatureItem:
+        return self.compute_batch([waveform], valid_samples=[valid_samples])[0]
+
+    def compute_batch(
+        self, waveforms: Sequence[torch.Tensor], *, valid_samples: Sequence[int]
+    ) -> list[FeatureItem]:
+        encoder = shared_whisper_encoder(self.backbone_dir)
+        bins = int(encoder.config.num_mel_bins)
+        pad = self.window == "30s"
+        mels = [
+            log_mel(waveform[:valid].float().numpy(), num_mel_bins=bins, pad_to_30s=pad)
+            for waveform, valid in zip(waveforms, valid_samples, strict=True)
+        ]
+        # Equal frame counts share a forward pass (all of them with 30-s windows).
+        groups: dict[int, list[int]] = {}
+        for index, mel in enumerate(mels):
+            groups.setdefault(mel.shape[1], []).append(index)
+        items: list[FeatureItem | None] = [None] * len(mels)
+        with torch.no_grad():
+            for frames, indices in groups.items():
+                batch = torch.from_numpy(np.stack([mels[i] for i in indices]))
+                states = torch.stack(hidden_states(encoder, batch), dim=1)  # (B, L+1, T, D)
+                for row, index in enumerate(indices):
+                    count = audio_frames(int(valid_samples[index]), frames)
+                    audio = states[row, :, :count]
+                    pooled = torch.cat([audio.mean(dim=1), audio.std(dim=1, unbiased=False)], 1)
+                    items[index] = FeatureItem(values=pooled.float().clone(), valid_frames=1)
+        return items  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------- the trainable model
+
+
+class WhisperClassifier(SERModel):
+    """Standardised pooled Whisper layers, a layer choice or mix, and a linear head.
+
+    Attributes:
+        feature_mean, feature_scale: buffers ``(layers + 1, 2 * d_model)``, the training
+            features' per-element mean and standard deviation (set by :meth:`adapt`).
+        layer_logits: the weights (before softmax) of ``layer: weighted``.
+        head: the Linear layer; for the scikit-learn heads, their fitted coefficients.
+    """
+
+    family: ClassVar[str] = "whisper"
+    stages: ClassVar[tuple[str, ...]] = (TRAIN_STAGE,)
+
+    def __init__(
+        self, *, num_classes: int, params: dict[str, Any], backbone_dir: Path | None
+    ) -> None:
+        params = check_params(self.family, params, DEFAULTS)
+        super().__init__(num_classes=num_classes, params=params)
+        self.backbone_dir = check_whisper_dir(backbone_dir)
+        sizes = encoder_sizes(self.backbone_dir)
+        self.num_layers = int(sizes["encoder_layers"])
+        self.d_model = int(sizes["d_model"])
+        self.head_kind = _choice("head", params["head"], HEADS)
+        self.window = _choice("window", params["window"], WINDOWS)
+        self.pooling = _choice("pooling", params["pooling"], POOLINGS)
+        self.layer = _layer(params["layer"], self.num_layers)
+        self.C = float(params["C"])
+        if not (self.C > 0 and math.isfinite(self.C)):
+            raise UserError(
+                f"whisper C must be a positive number; got {params['C']!r}. Fix model.C or "
+                "search_space.C in config.yaml."
+            )
+        width = self.d_model * (2 if self.pooling == "mean_std" else 1)
+        shape = (self.num_layers + 1, 2 * self.d_model)
+        self.register_buffer("feature_mean", torch.zeros(shape))
+        self.register_buffer("feature_scale", torch.ones(shape))
+        self.layer_logits = nn.Parameter(torch.zeros(self.num_layers + 1))
+        self.head = nn.Linear(width, num_classes)
+        self._feature = WhisperLayersFeature(self.backbone_dir, window=self.window)
+
+    # -- the SERModel interface
+
+    def frozen_feature(self, stage: str) -> FrozenFeature:
+        return self._feature
+
+    def trainable_parameters(self, stage: str) -> list[nn.Parameter]:
+        extra = [self.layer_logits] if self.layer == "weighted" and not self.closed_form else []
+        return extra + list(self.head.parameters())
+
+    @property
+    def closed_form(self) -> bool:
+        """Whether the head is a scikit-learn one, fitted once (no gradient epochs)."""
+        return self.head_kind != "linear"
+
+    def adapt(self, stage: str, train_items: Sequence[FeatureItem]) -> None:
+        """Per-element mean and standard deviation of the training features."""
+        stacked = torch.stack([item.values.float() for item in train_items]).double()
+        std = stacked.std(dim=0, unbiased=False)
+        with torch.no_grad():
+            self.feature_mean.copy_(stacked.mean(dim=0).float())
+            self.feature_scale.copy_(torch.where(std > _MIN_STD, std, torch.ones_like(std)))
+
+    def select(self, features: torch.Tensor) -> torch.Tensor:
+        """Features ``(batch, layers + 1, 2 * d_model)``, standardised, -> head input.
+
+        Example:
+            >>> model.select(torch.zeros(2, 5, 768)).shape  # doctest: +SKIP
+            torch.Size([2, 384])
+        """
+        x = (features.float() - self.feature_mean) / self.feature_scale
+        if self.pooling == "mean":
+            x = x[..., : self.d_model]
+        if isinstance(self.layer, int):
+            return x[:, self.layer]
+        if self.layer == "mean" or self.closed_form:
+            return x[:, 1:].mean(dim=1)
+        weights = torch.softmax(self.layer_logits, dim=0)
+        return (x * weights[None, :, None]).sum(dim=1)
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor, *, stage: str) -> torch.Tensor:
+        return self.head(self.select(features))
+
+    def fit_closed_form(
+        self, stage: str, train_items: Sequence[FeatureItem], targets: torch.Tensor
+    ) -> bool:
+        """Fit a scikit-learn head once on the training features; False for the torch head.
+
+        The fitted ``StandardScaler`` + classifier is folded into :attr:`head`
+        (``W / scale``, ``b - W @ (mean / scale)``), so that :meth:`forward` returns its
+        decision function and the model saves as tensors.
+        """
+        if not self.closed_form:
+            return False
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        with torch.no_grad():
+            x = self.select(torch.stack([item.values for item in train_items])).double().numpy()
+        y = np.asarray(targets, dtype=np.int64)
+        pipeline = make_pipeline(StandardScaler(), self._classifier())
+        pipeline.fit(x, y)
+        scaler, classifier = pipeline[0], pipeline[-1]
+        coef = np.asarray(classifier.coef_, dtype=np.float64) / scaler.scale_
+        intercept = np.asarray(classifier.intercept_, dtype=np.float64) - coef @ scaler.mean_
+        weight = np.zeros((self.num_classes, x.shape[1]))
+        bias = np.full(self.num_classes, _ABSENT_LOGIT)
+        classes = [int(c) for c in classifier.classes_]
+        if len(classes) == 2 and coef.shape[0] == 1:  # binary: one decision function
+            weight[classes[1]], bias[classes[1]] = coef[0], intercept[0]
+            bias[classes[0]] = 0.0
+        else:
+            for row, label in enumerate(classes):
+                weight[label], bias[label] = coef[row], intercept[row]
+        with torch.no_grad():
+            self.head.weight.copy_(torch.from_numpy(weight).float())
+            self.head.bias.copy_(torch.from_numpy(bias).float())
+        return True
+
+    def _classifier(self) -> Any:
+        if self.head_kind == "logreg":
+            from sklearn.linear_model import LogisticRegression
+
+            return LogisticRegression(C=self.C, max_iter=2000)
+        from sklearn.svm import LinearSVC
+
+        return LinearSVC(C=self.C, max_iter=5000)
+
+    def backbone_record(self) -> dict[str, Any]:
+        """What names the encoder in a saved model: the default's name, or the folder's."""
+        embedded = self.backbone_dir == default_whisper_dir().resolve()
+        return {
+            "name": DEFAULT_MODEL_NAME if embedded else self.backbone_dir.name,
+            "embedded": embedded,
+            "model_bin_sha256": model_checksum(self.backbone_dir),
+            "file": MODEL_FILE,
+        }
+
+
+def _choice(key: str, value: Any, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise UserError(
+            f"whisper {key} is {value!r}; expected one of {list(allowed)}. Fix model.{key} or "
+            f"search_space.{key} in config.yaml."
+        )
+    return str(value)
+
+
+def _layer(value: Any, num_layers: int) -> int | str:
+    if isinstance(value, str) and value in LAYER_CHOICES:
+        return value
+    try:
+        number = float(value)
+        if number == round(number) and 0 <= number <= num_layers:
+            return int(round(number))
+    except (TypeError, ValueError):
+        pass
+    raise UserError(
+        f"whisper layer is {value!r}; expected 0 (embedding output) to {num_layers} (last "
+        f"layer of this encoder) or one of {list(LAYER_CHOICES)}. Fix model.layer or "
+        "search_space.layer in config.yaml."
+    )
+
+
+def build(
+    name: str, *, num_classes: int, params: dict[str, Any], backbone_dir: Path | None = None
+) -> WhisperClassifier:
+    """Build the whisper family on a CTranslate2 Whisper folder (``None``: embedded tiny.en).
+
+    Example:
+        >>> build("whisper", num_classes=4, params={"layer": 3}).head.in_features  # doctest: +SKIP
+        384
+    """
+    return WhisperClassifier(num_classes=num_classes, params=params, backbone_dir=backbone_dir)
+
+
+__all__ = [
+    "DEFAULTS",
+    "HEADS",
+    "POOLINGS",
+    "WINDOWS",
+    "WhisperClassifier",
+    "WhisperLayersFeature",
+    "audio_frames",
+    "build",
+]
