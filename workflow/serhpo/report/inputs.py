@@ -130,7 +130,7 @@ class ReportSettings:
                 for name, entry in corpora.items()
                 if isinstance(entry, Mapping) and entry.get("role") == "tune"
             ),
-            param_order=tuple(space),
+            param_order=tuple(name for name, spec in space.items() if spec is not None),
             log_params=frozenset(
                 name
                 for name, spec in space.items()
