@@ -1,4 +1,4 @@
-"""The real embedded Whisper tiny.en: model.bin read without pickle, torch encoder == CTranslate2."""
+"""The real embedded Whisper tiny.en: model.bin read without pickle; torch equals CTranslate2."""
 
 from __future__ import annotations
 
