@@ -29,6 +29,12 @@ def test_the_default_is_the_papers_table_2() -> None:
     assert space.columns == ("param_lr", "param_epochs", "param_unfreeze", "param_maxlen")
 
 
+def test_a_null_parameter_is_left_out() -> None:
+    # A later config file removes a parameter of an earlier one (Snakemake merges them).
+    space = SearchSpace.from_config({**DEFAULT_SEARCH_SPACE, "unfreeze": None, "maxlen": None})
+    assert space.names == ("lr", "epochs")
+
+
 def test_default_grids_are_derived_from_the_bounds() -> None:
     space = SearchSpace.from_config(None)
     assert space["lr"].grid_values(3) == (1e-6, 3.16e-5, 1e-3)

@@ -163,7 +163,13 @@ def test_a_scikit_learn_head_saves_as_tensors_and_predicts_the_same(data, tmp_pa
 def test_the_final_model_names_its_embedded_encoder(data, tmp_path):
     from serhpo.final import load_final_model, save_final_model
 
-    outcome = fit({**FAST, "head": "logreg", "layer": 2}, data, train_part=["train", "valid"])
+    outcome = fit(
+        {**FAST, "head": "logreg", "layer": 2, "epochs": 5},
+        data,
+        train_part=["train", "valid"],
+        valid_part=None,
+    )
+    assert outcome.result.extra["train_loss"] == 0.0  # fitted once: no gradient epochs
     folder = save_final_model(outcome, tmp_path / "model", data=data)
     record = json.loads((folder / "model.json").read_text())["backbone_encoder"]
     assert record["embedded"] and len(record["model_bin_sha256"]) == 64
