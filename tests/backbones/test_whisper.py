@@ -91,6 +91,7 @@ def test_log_mel_pads_to_30_s_or_keeps_an_even_frame_count():
     assert log_mel(np.zeros(24000, np.float32)).shape == (80, 3000)
     assert log_mel(np.zeros(24100, np.float32), pad_to_30s=False).shape == (80, 150)
     assert log_mel(np.zeros(10, np.float32), pad_to_30s=False).shape == (80, 2)
+    assert log_mel(np.zeros(16000 * 31, np.float32), pad_to_30s=False).shape == (80, 3000)
 
 
 def test_folders_that_are_not_whisper_models_are_refused(tmp_path):

@@ -482,7 +482,8 @@ def log_mel(
         samples = np.pad(samples, (0, 320 - len(samples)))
     features = extractor(samples, sampling_rate=16000, return_tensors="np", padding="longest")
     features = features["input_features"][0]
-    frames = max(2, (len(samples) // 160) // 2 * 2)
+    # at most 30 s: the positional table has 1500 entries (2 mel frames each)
+    frames = min(max(2, (len(samples) // 160) // 2 * 2), 3000)
     return features[:, :frames]
 
 
