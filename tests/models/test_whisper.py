@@ -10,7 +10,7 @@ import random
 import pytest
 import torch
 
-from serhpo.data import Preprocessing, load_split
+from serhpo.data import Preprocessing, collate, load_split
 from serhpo.errors import UserError
 from serhpo.features import FeatureCache, cache_features
 from serhpo.models import build_model
@@ -190,3 +190,44 @@ def test_bad_parameters_are_refused():
     with pytest.raises(UserError, match="accepts"):
         build_model("whisper", num_classes=4, params={"arch": "cnn"})
     assert build_model("whisper", num_classes=4, params={"layer": "3"}).layer == 3
+
+
+def test_the_fine_tuning_stage_starts_from_the_frozen_arithmetic(data):
+    # Before training, the top layers' copies give the cached frozen feature again, with
+    # batch padding kept out of attention (utterance window) or Whisper's padding attended (30s).
+    utterances = data.split.parts["valid"][:3]
+    for window in ("utterance", "30s"):
+        model = build_model(
+            "whisper", num_classes=4, params={"finetune_layers": 2, "window": window}
+        )
+        assert model.stages == ("frozen", "finetune")
+        prep = Preprocessing(maxlen=None)
+        frozen = data.cache.get_many(model.frozen_feature("frozen"), utterances, prep)
+        mel = data.cache.get_many(model.frozen_feature("finetune"), utterances, prep)
+        features, lengths = collate(mel)
+        with torch.no_grad():
+            pooled = model.pool_mel(features, lengths)
+        expected = torch.stack([item.values for item in frozen])
+        assert torch.allclose(pooled, expected, atol=1e-4)
+
+
+def test_two_stage_fine_tuning_trains_the_top_layers_and_saves_them(data, tmp_path):
+    params = {**FAST, "finetune_layers": 1, "layer": "weighted", "lr": 3e-3, "epochs": 6,
+              "unfreeze": 3, "batch_size": 8}  # fmt: skip
+    outcome = fit(params, data, seed=0)
+    model = outcome.model
+    assert outcome.result.extra["stage"] == "finetune" and outcome.result.value > 0.5
+    untouched = build_model("whisper", num_classes=4, params={"finetune_layers": 1})
+    assert not torch.equal(model.top_layers[0].fc1.weight, untouched.top_layers[0].fc1.weight)
+    save_model(outcome, tmp_path, data=data)
+    loaded, _ = load_model(tmp_path)
+    assert loaded.stage == "finetune"
+    items = data.cache.get_many(
+        loaded.frozen_feature("finetune"), data.split.parts["valid"], Preprocessing(maxlen=None)
+    )
+    assert torch.equal(predict_logits(model, items), predict_logits(loaded, items))
+    with pytest.raises(UserError, match="cannot be fine-tuned"):
+        build_model("whisper", num_classes=4, params={"finetune_layers": 1, "head": "svm"})
+    # A study records this as a failed trial with the reason (build_objective).
+    with pytest.raises(ValueError, match="cannot apply to the whisper-mel feature"):
+        fit({**params, "normalise": "speaker", "unfreeze": 0, "epochs": 1}, data)

@@ -388,6 +388,11 @@ def _fit(
         feature = model.frozen_feature(stage)
         train_items = data.cache.get_many(feature, train_utterances, preprocessing)
         valid_items = data.cache.get_many(feature, valid_utterances, preprocessing)
+        if config.normalise != "none" and not feature.normalisable:
+            raise ValueError(
+                f"normalise {config.normalise!r} cannot apply to the {feature.name} feature of "
+                f"stage {stage} (its network expects it as computed); use normalise none"
+            )
         if config.normalise != "none":  # each part with its own statistics (unsupervised)
             train_items = normalise_items(
                 train_items, train_utterances, mode=config.normalise, sequence=feature.sequence

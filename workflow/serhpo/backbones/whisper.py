@@ -38,6 +38,7 @@ import functools
 import os
 import struct
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -370,25 +371,49 @@ def embed(encoder: Any, mel: torch.Tensor) -> torch.Tensor:
     return hidden + positions
 
 
-def run_layers(encoder: Any, hidden: torch.Tensor, *, start: int, stop: int) -> list[torch.Tensor]:
-    """Hidden states ``start + 1 .. stop`` from hidden state ``start`` (0 = embedding output).
+def run_layers(
+    layers: Sequence[torch.nn.Module],
+    hidden: torch.Tensor,
+    *,
+    final_norm: torch.nn.Module | None = None,
+    attention_mask: torch.Tensor | None = None,
+) -> list[torch.Tensor]:
+    """The hidden states after each of ``layers`` (encoder layers, in order) from ``hidden``.
 
-    The last layer's output gets the final layer norm, as in ``transformers`` (whose
-    ``hidden_states[-1]`` is ``last_hidden_state``) and CTranslate2's ``encode``.
+    ``final_norm`` (the encoder's ``layer_norm``, when ``layers`` end with its last layer)
+    is applied to the last output, as in ``transformers`` (whose ``hidden_states[-1]`` is
+    ``last_hidden_state``) and CTranslate2's ``encode``. ``attention_mask``: additive
+    ``(batch, 1, frames, frames)``, to keep padded frames out of attention (``None``: all
+    frames are attended, as Whisper does in its 30-s window).
 
     Example:
-        >>> states = run_layers(encoder, embed(encoder, mel), start=0, stop=4)  # doctest: +SKIP
+        >>> states = run_layers(encoder.layers, embed(encoder, mel),
+        ...                     final_norm=encoder.layer_norm)  # doctest: +SKIP
         >>> len(states)  # doctest: +SKIP
         4
     """
-    layers = len(encoder.layers)
     states = []
-    for index in range(start, stop):
-        hidden = encoder.layers[index](hidden, None)
+    for index, layer in enumerate(layers):
+        hidden = layer(hidden, attention_mask)
         if isinstance(hidden, tuple):
             hidden = hidden[0]
-        states.append(encoder.layer_norm(hidden) if index == layers - 1 else hidden)
+        last = index == len(layers) - 1
+        states.append(final_norm(hidden) if last and final_norm is not None else hidden)
     return states
+
+
+def padding_mask(frames: torch.Tensor, total: int) -> torch.Tensor:
+    """An additive attention mask ``(batch, 1, total, total)`` that hides keys at or beyond
+    each sequence's ``frames``.
+
+    Example:
+        >>> padding_mask(torch.tensor([1]), 2)[0, 0, 0].tolist()[1] < -1e30
+        True
+    """
+    keys = torch.arange(total, device=frames.device)[None, :] >= frames[:, None]
+    mask = torch.zeros(keys.shape, dtype=torch.float32, device=frames.device)
+    mask = mask.masked_fill(keys, torch.finfo(torch.float32).min)
+    return mask[:, None, None, :].expand(-1, 1, total, total)
 
 
 def hidden_states(encoder: Any, mel: torch.Tensor) -> list[torch.Tensor]:
@@ -409,7 +434,7 @@ def hidden_states(encoder: Any, mel: torch.Tensor) -> list[torch.Tensor]:
         (5, torch.Size([1, 1500, 384]))
     """
     first = embed(encoder, mel)
-    return [first, *run_layers(encoder, first, start=0, stop=len(encoder.layers))]
+    return [first, *run_layers(encoder.layers, first, final_norm=encoder.layer_norm)]
 
 
 def encoder_sizes(folder: Path | None = None) -> dict[str, int]:
@@ -501,6 +526,7 @@ __all__ = [
     "load_whisper_encoder",
     "log_mel",
     "model_checksum",
+    "padding_mask",
     "read_model_file",
     "run_layers",
     "shared_whisper_encoder",

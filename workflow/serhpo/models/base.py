@@ -79,12 +79,16 @@ class FrozenFeature(ABC):
         name: a short folder-safe name for the cache path, e.g. ``logmel``,
             ``egemaps``, ``wav2vec2-pooled``, ``wav2vec2-cnn``.
         sequence: whether :meth:`compute` returns a frame sequence (else a vector).
+        normalisable: whether the ``normalise`` training key may standardise it.
     """
 
     name: ClassVar[str] = "feature"
     #: True for frame sequences ``(frames, ...)``, False for utterance-level vectors; tells
     #: :mod:`serhpo.normalisation` whether statistics run over frames or over utterances.
     sequence: ClassVar[bool] = False
+    #: False when standardising the feature would change what a pretrained network expects
+    #: (e.g. Whisper's log-Mel input): the trainer refuses ``normalise`` for it.
+    normalisable: ClassVar[bool] = True
 
     @abstractmethod
     def fingerprint(self) -> str:

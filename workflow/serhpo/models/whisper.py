@@ -36,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,10 +51,13 @@ from serhpo.backbones.whisper import (
     MODEL_FILE,
     check_whisper_dir,
     default_whisper_dir,
+    embed,
     encoder_sizes,
     hidden_states,
     log_mel,
     model_checksum,
+    padding_mask,
+    run_layers,
     shared_whisper_encoder,
 )
 from serhpo.errors import UserError
@@ -64,6 +68,7 @@ from serhpo.models.base import (
     SERModel,
     check_params,
     fingerprint_of,
+    frame_mask,
 )
 
 #: Family parameters and their defaults.
@@ -73,11 +78,14 @@ DEFAULTS: dict[str, Any] = {
     "window": "30s",
     "layer": "weighted",
     "pooling": "mean",
+    "finetune_layers": 0,
 }
 HEADS = ("linear", "logreg", "svm")
 WINDOWS = ("30s", "utterance")
 POOLINGS = ("mean", "mean_std")
 LAYER_CHOICES = ("weighted", "mean")
+FROZEN_STAGE = "frozen"
+FINETUNE_STAGE = "finetune"
 
 #: Samples per mel frame (Whisper's hop) and mel frames per encoder frame.
 _HOP = 160
@@ -166,6 +174,47 @@ class WhisperLayersFeature(FrozenFeature):
         return items  # type: ignore[return-value]
 
 
+class WhisperMelFeature(FrozenFeature):
+    """Whisper's log-Mel input ``(mel frames, num_mel_bins)``: where fine-tuning starts.
+
+    ``valid_frames`` counts the mel frames that hold audio; with the ``30s`` window the
+    rest of the 3000 frames are Whisper's own padding, which the encoder attends to as it
+    was trained, while pooling uses the audio frames only. Not normalisable: the encoder
+    expects Whisper's own log-Mel scale.
+    """
+
+    name: ClassVar[str] = "whisper-mel"
+    sequence: ClassVar[bool] = True
+    normalisable: ClassVar[bool] = False
+    version: ClassVar[int] = 1
+
+    def __init__(self, backbone_dir: Path | None, *, window: str) -> None:
+        self.backbone_dir = check_whisper_dir(backbone_dir)
+        self.window = window
+        self.num_mel_bins = int(encoder_sizes(self.backbone_dir)["num_mel_bins"])
+
+    def fingerprint(self) -> str:
+        import transformers
+
+        return fingerprint_of(
+            kind=self.name,
+            version=self.version,
+            window=self.window,
+            num_mel_bins=self.num_mel_bins,
+            transformers=transformers.__version__,
+        )
+
+    def compute(self, waveform: torch.Tensor, *, valid_samples: int) -> FeatureItem:
+        mel = log_mel(
+            waveform[:valid_samples].float().numpy(),
+            num_mel_bins=self.num_mel_bins,
+            pad_to_30s=self.window == "30s",
+        )
+        frames = mel.shape[1]
+        valid = max(1, min(math.ceil(valid_samples / _HOP), frames))
+        return FeatureItem(values=torch.from_numpy(mel.T.copy()), valid_frames=valid)
+
+
 # ---------------------------------------------------------------- the trainable model
 
 
@@ -201,21 +250,49 @@ class WhisperClassifier(SERModel):
                 f"whisper C must be a positive number; got {params['C']!r}. Fix model.C or "
                 "search_space.C in config.yaml."
             )
+        self.finetune_layers = _finetune_layers(params["finetune_layers"], self.num_layers)
+        if self.finetune_layers and self.closed_form:
+            raise UserError(
+                f"whisper head {self.head_kind!r} is fitted once by scikit-learn and cannot be "
+                f"fine-tuned with the encoder (finetune_layers {self.finetune_layers}). Use "
+                "head: linear to fine-tune, or finetune_layers: 0."
+            )
         width = self.d_model * (2 if self.pooling == "mean_std" else 1)
         shape = (self.num_layers + 1, 2 * self.d_model)
         self.register_buffer("feature_mean", torch.zeros(shape))
         self.register_buffer("feature_scale", torch.ones(shape))
         self.layer_logits = nn.Parameter(torch.zeros(self.num_layers + 1))
         self.head = nn.Linear(width, num_classes)
-        self._feature = WhisperLayersFeature(self.backbone_dir, window=self.window)
+        self._features: dict[str, FrozenFeature] = {
+            TRAIN_STAGE: WhisperLayersFeature(self.backbone_dir, window=self.window)
+        }
+        self._adapted = False
+        if self.finetune_layers:
+            # Two stages: the head on cached pooled layers, then the top layers fine-tuned
+            # from the cached log-Mel (the frozen bottom layers run without gradients).
+            self.stages = (FROZEN_STAGE, FINETUNE_STAGE)
+            self.stage = FROZEN_STAGE
+            self._features = {
+                FROZEN_STAGE: self._features[TRAIN_STAGE],
+                FINETUNE_STAGE: WhisperMelFeature(self.backbone_dir, window=self.window),
+            }
+            encoder = shared_whisper_encoder(self.backbone_dir)
+            self._frozen_encoder = (encoder,)  # a tuple: not a submodule, not in the state dict
+            top = copy.deepcopy(encoder.layers[self.num_layers - self.finetune_layers :])
+            self.top_layers = nn.ModuleList(top)
+            self.top_norm = copy.deepcopy(encoder.layer_norm)
+            for parameter in [*self.top_layers.parameters(), *self.top_norm.parameters()]:
+                parameter.requires_grad_(True)
 
     # -- the SERModel interface
 
     def frozen_feature(self, stage: str) -> FrozenFeature:
-        return self._feature
+        return self._features[stage]
 
     def trainable_parameters(self, stage: str) -> list[nn.Parameter]:
         extra = [self.layer_logits] if self.layer == "weighted" and not self.closed_form else []
+        if stage == FINETUNE_STAGE:
+            extra += [*self.top_layers.parameters(), *self.top_norm.parameters()]
         return extra + list(self.head.parameters())
 
     @property
@@ -224,7 +301,22 @@ class WhisperClassifier(SERModel):
         return self.head_kind != "linear"
 
     def adapt(self, stage: str, train_items: Sequence[FeatureItem]) -> None:
-        """Per-element mean and standard deviation of the training features."""
+        """Per-element mean and standard deviation of the training features.
+
+        In the fine-tuning stage, only when no frozen stage ran first (``unfreeze: 0``):
+        the pooled layers are then computed from the log-Mel items by the encoder as is.
+        """
+        if stage == FINETUNE_STAGE:
+            if self._adapted:
+                return
+            with torch.no_grad():
+                pooled = []
+                for start in range(0, len(train_items), 16):
+                    chunk = train_items[start : start + 16]
+                    mel, lengths = _collate(chunk)
+                    pooled.append(self.pool_mel(mel, lengths))
+            train_items = [FeatureItem(values=row, valid_frames=1) for row in torch.cat(pooled)]
+        self._adapted = True
         stacked = torch.stack([item.values.float() for item in train_items]).double()
         std = stacked.std(dim=0, unbiased=False)
         with torch.no_grad():
@@ -249,7 +341,41 @@ class WhisperClassifier(SERModel):
         return (x * weights[None, :, None]).sum(dim=1)
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor, *, stage: str) -> torch.Tensor:
+        if stage == FINETUNE_STAGE:
+            features = self.pool_mel(features, lengths)
         return self.head(self.select(features))
+
+    def pool_mel(self, mel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Log-Mel ``(batch, frames, bins)`` -> pooled hidden states ``(batch, L + 1, 2 * D)``.
+
+        The fine-tuning stage's encoder: the frozen bottom layers (no gradients), then the
+        model's own copies of the top ``finetune_layers`` layers. Before any training this
+        is :class:`WhisperLayersFeature`'s arithmetic (a test checks it). With the
+        ``utterance`` window, batch padding is kept out of attention; with ``30s`` every
+        frame is attended, as Whisper was trained.
+        """
+        encoder = self._frozen_encoder[0]
+        if encoder.conv1.weight.device != mel.device:
+            encoder.to(mel.device)
+        mel = mel.float().transpose(1, 2)
+        total = mel.shape[2] // _STRIDE
+        frames = ((lengths.to(mel.device) + 1) // _STRIDE).clamp(1, total)
+        mask = None
+        if self.window == "utterance" and bool((frames < total).any()):
+            mask = padding_mask(frames, total)
+        bottom = self.num_layers - self.finetune_layers
+        with torch.no_grad():
+            first = embed(encoder, mel)
+            states = [first, *run_layers(encoder.layers[:bottom], first, attention_mask=mask)]
+        states += run_layers(
+            self.top_layers, states[-1], final_norm=self.top_norm, attention_mask=mask
+        )
+        audio = frame_mask(frames, total).to(mel.dtype)[:, None, :, None]  # (B, 1, T, 1)
+        stacked = torch.stack(states, dim=1)  # (B, L + 1, T, D)
+        count = audio.sum(dim=2)
+        mean = (stacked * audio).sum(dim=2) / count
+        variance = (((stacked - mean[:, :, None]) * audio) ** 2).sum(dim=2) / count
+        return torch.cat([mean, variance.clamp_min(1e-12).sqrt()], dim=2)
 
     def fit_closed_form(
         self, stage: str, train_items: Sequence[FeatureItem], targets: torch.Tensor
@@ -332,6 +458,26 @@ def _choice(key: str, value: Any, allowed: Sequence[str]) -> str:
     return str(value)
 
 
+def _collate(items: Sequence[FeatureItem]) -> tuple[torch.Tensor, torch.Tensor]:
+    from serhpo.data import collate
+
+    return collate(list(items))
+
+
+def _finetune_layers(value: Any, num_layers: int) -> int:
+    try:
+        number = float(value)
+        if number == round(number) and 0 <= number <= num_layers:
+            return int(round(number))
+    except (TypeError, ValueError):
+        pass
+    raise UserError(
+        f"whisper finetune_layers is {value!r}; expected 0 (frozen encoder) to {num_layers} "
+        "(every layer of this encoder). Fix model.finetune_layers or "
+        "search_space.finetune_layers in config.yaml."
+    )
+
+
 def _layer(value: Any, num_layers: int) -> int | str:
     if isinstance(value, str) and value in LAYER_CHOICES:
         return value
@@ -365,8 +511,11 @@ __all__ = [
     "HEADS",
     "POOLINGS",
     "WINDOWS",
+    "FINETUNE_STAGE",
+    "FROZEN_STAGE",
     "WhisperClassifier",
     "WhisperLayersFeature",
+    "WhisperMelFeature",
     "audio_frames",
     "build",
 ]
