@@ -6,9 +6,9 @@
    cache as the pipeline does (``FeatureCache.get_many``), torch on ``--threads`` threads.
 2. Trials: with the ``utterance`` window cached for all utterances, seconds per trial of
    ``serhpo.training.fit`` for each head (and a two-stage fine-tuning of the top layer, whose
-   epochs recompute the encoder from the cached log-Mel), on one speaker split (two held-out speakers, one
-   female and one male, are the scored part). The BCA printed is that one split's: a cost
-   benchmark, not the LOSO result (benchmarks/realdata_emodb.py).
+   epochs recompute the encoder from the cached log-Mel), on one speaker split (two held-out
+   speakers, one female and one male, are the scored part). The BCA printed is that one
+   split's: a cost benchmark, not the LOSO result (benchmarks/realdata_emodb.py).
 
 Run from the repository root (a second run reads the cache: delete the work folder first)::
 
