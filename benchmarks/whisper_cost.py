@@ -45,8 +45,15 @@ HEADS = {
     "svm": {"head": "svm", "C": 0.01, "layer": 3},
     "linear": {"head": "linear", "layer": "weighted", "lr": 3e-3, "epochs": 20, "batch_size": 16},
     # two stages: 2 epochs of the head on cached vectors, then 2 fine-tuning the top layer
-    "finetune top 1": {"head": "linear", "layer": "weighted", "finetune_layers": 1, "lr": 1e-3,
-                       "epochs": 4, "unfreeze": 2, "batch_size": 8},
+    "finetune top 1": {
+        "head": "linear",
+        "layer": "weighted",
+        "finetune_layers": 1,
+        "lr": 1e-3,
+        "epochs": 4,
+        "unfreeze": 2,
+        "batch_size": 8,
+    },
 }
 HELD_OUT = ["03", "08"]  # one male, one female speaker
 
