@@ -25,7 +25,15 @@ layer       ``0`` (embedding output) .. ``N`` (last layer), ``mean`` (mean of la
             or ``weighted`` (a learned softmax-weighted sum of all hidden states, the
             SUPERB/EmoBox practice; scikit-learn heads take the mean of layers 1..N instead).
 pooling     ``mean``, or ``mean_std`` (mean and standard deviation concatenated).
+finetune_   ``0``: the encoder stays frozen (one stage). ``k > 0``: two stages, as the
+layers      paper's: ``unfreeze`` epochs train the head on the cached pooled layers, later
+            epochs fine-tune copies of the top ``k`` encoder layers with it, from the cached
+            log-Mel (:class:`WhisperMelFeature`), the bottom layers frozen (no gradients).
+            Linear head only; ``normalise`` must be ``none`` (the encoder expects its log-Mel).
 =========== ================================================================================
+
+A training step of the fine-tuning stage costs an encoder forward per utterance (the frozen
+bottom layers too): cheap with the ``utterance`` window, about 25 times dearer with ``30s``.
 
 Example:
     >>> model = build("whisper", num_classes=7, params={"head": "logreg", "layer": 2},
