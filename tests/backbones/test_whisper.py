@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import struct
 
@@ -65,6 +67,19 @@ def test_model_bin_is_parsed_and_sized_from_its_tensors():
         "num_heads": 6,
     }
     assert len(model_checksum(default_whisper_dir())) == 64
+
+
+def test_the_checksum_is_remembered_per_path_size_and_time(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.bin").write_bytes(b"weights")
+    store = tmp_path / "checksums.json"
+    digest = model_checksum(folder, store=store)
+    assert digest == hashlib.sha256(b"weights").hexdigest()
+    assert list(json.loads(store.read_text()).values()) == [digest]
+    (folder / "model.bin").write_bytes(b"other weights")  # new size: computed again
+    assert model_checksum(folder, store=store) == hashlib.sha256(b"other weights").hexdigest()
+    assert len(json.loads(store.read_text())) == 2
 
 
 def test_torch_encoder_equals_ctranslate2_on_a_generated_signal():

