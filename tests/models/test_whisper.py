@@ -231,3 +231,23 @@ def test_two_stage_fine_tuning_trains_the_top_layers_and_saves_them(data, tmp_pa
     # A study records this as a failed trial with the reason (build_objective).
     with pytest.raises(ValueError, match="cannot apply to the whisper-mel feature"):
         fit({**params, "normalise": "speaker", "unfreeze": 0, "epochs": 1}, data)
+
+
+def test_a_custom_whisper_folder_travels_with_the_final_model(data, tmp_path):
+    import shutil
+
+    from serhpo.backbones.whisper import default_whisper_dir
+    from serhpo.final import load_final_model, save_final_model
+
+    custom = tmp_path / "whisper-tiny-ct2"
+    shutil.copytree(default_whisper_dir(), custom)
+    custom_data = dataclasses.replace(data, backbone_dir=custom)
+    before = data.cache.stats.computed
+    outcome = fit({**FAST, "head": "logreg", "layer": 3}, custom_data)
+    assert data.cache.stats.computed == before  # same model.bin checksum: the same entries
+    folder = save_final_model(outcome, tmp_path / "model", data=custom_data)
+    record = json.loads((folder / "model.json").read_text())["backbone_encoder"]
+    assert record["name"] == "whisper-tiny-ct2" and not record["embedded"]
+    assert (folder / "backbone" / "model.bin").is_file()
+    shutil.rmtree(custom)  # the model runs from its own copy
+    assert load_final_model(folder).logits([_voice()]).shape == (1, len(LABELS))
