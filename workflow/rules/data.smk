@@ -104,8 +104,10 @@ rule split_corpus:
     params:
         split=config["split"],
         seed=config["seed"],
+        # A zero-shot corpus is not split (every labelled row is test).
+        role=lambda wc: corpus_config(wc.corpus)["role"],
     shell:
         "serhpo split {input.manifest} {output.split} --strategy {params.split[strategy]} "
         "--test-fraction {params.split[test_fraction]} "
         "--valid-fraction {params.split[valid_fraction]} --folds {params.split[folds]} "
-        "--seed {params.seed} > {log} 2>&1"
+        "--seed {params.seed} --role {params.role} > {log} 2>&1"

@@ -27,13 +27,14 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import math
 import shutil
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,10 +45,10 @@ import yaml
 import serhpo
 from serhpo.audio import AudioChecks
 from serhpo.config import add_config_arguments, read_stage_config
-from serhpo.data import SAMPLE_RATE, Preprocessing, load_split
+from serhpo.data import SAMPLE_RATE, Preprocessing, Utterance, load_split, read_waveform
 from serhpo.errors import UserError
 from serhpo.features import FeatureCache
-from serhpo.models.base import SERModel
+from serhpo.models.base import FeatureItem, SERModel
 from serhpo.training import (
     DEFAULT_BACKBONE,
     DEFAULT_CACHE_DIR,
@@ -108,6 +109,61 @@ class FinalModel:
     checks: AudioChecks = field(default_factory=AudioChecks)
     metadata: dict[str, Any] = field(default_factory=dict)
     threads: int | None = None
+
+    @property
+    def cache_name(self) -> str:
+        """The backbone folder of this model's entries in a :class:`FeatureCache` (the family
+        name, as the trials' cache uses; ``pretrained`` for the untuned head)."""
+        return str(self.metadata.get("backbone") or self.metadata.get("model") or "model")
+
+    def feature_items(
+        self, utterances: Sequence[Utterance], *, cache: FeatureCache | None = None
+    ) -> list[FeatureItem]:
+        """The frozen features of prepared utterances, preprocessed as in training.
+
+        With ``cache`` they are read from it, and the missing ones computed and stored
+        there (the entries the trials use; their key holds the feature's fingerprint and
+        the ``maxlen``/``padding`` variant, so models that preprocess differently get their
+        own); without, they are computed in memory.
+
+        Example:
+            >>> items = final.feature_items(utterances, cache=FeatureCache(
+            ...     Path("results/features"), backbone=final.cache_name))  # doctest: +SKIP
+        """
+        feature = self.model.frozen_feature(self.model.stage)
+        with self._torch_threads():
+            if cache is not None:
+                return cache.get_many(feature, utterances, self.preprocessing)
+            prepared = [self.preprocessing.apply(read_waveform(u.path)) for u in utterances]
+            with torch.inference_mode():
+                return feature.compute_batch(
+                    [waveform for waveform, _ in prepared],
+                    valid_samples=[valid for _, valid in prepared],
+                )
+
+    def logits_of_items(self, items: Sequence[FeatureItem], *, batch_size: int = 8) -> torch.Tensor:
+        """Logits ``(len(items), len(labels))`` of frozen features (:meth:`feature_items`).
+
+        Example:
+            >>> final.logits_of_items(final.feature_items(utterances)).shape  # doctest: +SKIP
+            torch.Size([12, 7])
+        """
+        if not items:
+            return torch.empty(0, len(self.labels))
+        with self._torch_threads():
+            return predict_logits(
+                self.model, items, stage=self.model.stage, batch_size=max(1, batch_size)
+            )
+
+    @contextlib.contextmanager
+    def _torch_threads(self) -> Iterator[None]:
+        previous = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
 
     def logits(self, waveforms: Sequence[torch.Tensor], *, batch_size: int = 8) -> torch.Tensor:
         """Logits ``(len(waveforms), len(labels))`` of mono 16 kHz float32 waveforms.
