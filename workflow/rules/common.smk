@@ -22,7 +22,9 @@ COMPLETED_CONFIG = with_defaults(
 config.clear()
 config.update(COMPLETED_CONFIG)
 if REMOVED_BY_NULL:
-    logger.info(f"config: removed by null in an override file: {', '.join(REMOVED_BY_NULL)}")
+    logger.info(
+        f"config: removed by null in an override file: {', '.join(REMOVED_BY_NULL)}"
+    )
 validate_config(config, load_schema())
 validate(config, "../schemas/config.schema.yaml")
 
