@@ -134,12 +134,18 @@ class FinalModel:
         with self._torch_threads():
             if cache is not None:
                 return cache.get_many(feature, utterances, self.preprocessing)
-            prepared = [self.preprocessing.apply(read_waveform(u.path)) for u in utterances]
-            with torch.inference_mode():
-                return feature.compute_batch(
-                    [waveform for waveform, _ in prepared],
-                    valid_samples=[valid for _, valid in prepared],
-                )
+            items: list[FeatureItem] = []
+            for start in range(0, len(utterances), 8):  # bounded memory, as the cache computes
+                prepared = [
+                    self.preprocessing.apply(read_waveform(u.path))
+                    for u in utterances[start : start + 8]
+                ]
+                with torch.inference_mode():
+                    items += feature.compute_batch(
+                        [waveform for waveform, _ in prepared],
+                        valid_samples=[valid for _, valid in prepared],
+                    )
+            return items
 
     def logits_of_items(self, items: Sequence[FeatureItem], *, batch_size: int = 8) -> torch.Tensor:
         """Logits ``(len(items), len(labels))`` of frozen features (:meth:`feature_items`).
