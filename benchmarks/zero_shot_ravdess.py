@@ -136,7 +136,7 @@ def markdown(rows: list[dict[str, Any]], *, command: str, seconds: float) -> str
         lines.append(
             f"| {r['loudness']} | {r['model']} | {r['corpus']} | {r['label_set']} | {r['n']} | "
             f"{r['bca']:.3f} [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}] | {r['chance']:.3f} | "
-            f"{unrestricted} | {r['read']} / {r['computed']} | {r['seconds']:.1f} |"
+            f"{unrestricted} | {r['read']} / {r['computed']} | {r['seconds']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
