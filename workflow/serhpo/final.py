@@ -43,7 +43,7 @@ import torch
 import yaml
 
 import serhpo
-from serhpo.audio import AudioChecks
+from serhpo.audio import AudioChecks, Loudness
 from serhpo.config import add_config_arguments, read_stage_config
 from serhpo.data import SAMPLE_RATE, Preprocessing, Utterance, load_split, read_waveform
 from serhpo.errors import UserError
@@ -91,6 +91,8 @@ class FinalModel:
         preprocessing: the ``maxlen``/``padding`` the model was trained with.
         sample_rate: the rate waveforms must have (16 kHz).
         checks: the audio checks of its training data (config ``audio``).
+        loudness: the level normalisation of its training data (config ``audio.loudness``),
+            which ``serhpo predict`` applies to new recordings too.
         metadata: the folder's ``model.json`` (empty for the pretrained head).
         threads: torch CPU threads while scoring (``None``: torch's default); by default
             the training's ``threads``, since small models run several times faster on
@@ -109,6 +111,7 @@ class FinalModel:
     checks: AudioChecks = field(default_factory=AudioChecks)
     metadata: dict[str, Any] = field(default_factory=dict)
     threads: int | None = None
+    loudness: Loudness = field(default_factory=Loudness)
 
     @property
     def cache_name(self) -> str:
@@ -257,6 +260,7 @@ def load_final_model(directory: Path) -> FinalModel:
         checks=AudioChecks(**metadata.get("audio_checks", {})),
         metadata=metadata,
         threads=(metadata.get("training") or {}).get("threads"),
+        loudness=Loudness(**(metadata.get("loudness") or {})),
     )
 
 
@@ -409,6 +413,8 @@ def retrain(
             "min_duration_s": float(audio.get("min_duration_s", AudioChecks.min_duration_s)),
             "silence_dbfs": float(audio.get("silence_dbfs", AudioChecks.silence_dbfs)),
         },
+        # The level normalisation of its training audio: predict applies it to new files.
+        "loudness": dict(audio.get("loudness") or {}),
     }
     save_final_model(outcome, Path(model_dir), data=data, provenance=provenance)
     extra = outcome.result.extra
