@@ -62,6 +62,10 @@ def test_demo_builds_manifests_and_splits_of_three_corpora(built_demo: Path) -> 
         )
         split = pd.read_csv(built_demo / f"results/splits/{corpus}.csv", dtype={"speaker": str})
         assert len(manifest) > 0 and set(manifest["corpus"]) == {corpus}
+        if corpus != "emodb":  # a zero-shot corpus is not split: every labelled row is test
+            assert set(split["part"]) == {"test"}
+            assert len(split) == (manifest["label"] != "").sum()
+            continue
         assert set(split["part"]) == {"train", "valid", "test"}
         speakers = split.groupby("part")["speaker"].apply(set)
         assert not (speakers["train"] & speakers["test"])
@@ -238,3 +242,34 @@ def test_a_gpu_without_a_gpu_device_is_refused(tmp_path: Path, snakemake_tools) 
     result = slurm_dry_run(workdir, snakemake_tools, {"compute": {"gpu": 1}})
     assert result.returncode != 0
     assert "compute.gpu is 1 but training.device is cpu" in result.stdout + result.stderr
+
+
+def test_an_override_file_removes_a_corpus_and_a_parameter_and_pins_one(
+    tmp_path: Path, snakemake_tools
+) -> None:
+    # config.yaml alone downloads EmoDB, RAVDESS, CREMA-D and wav2vec2; this override keeps
+    # two local corpora, drops CREMA-D with null, and uses a family without a download.
+    workdir = snakemake_tools.copy(tmp_path)
+    override = {
+        "corpora": {
+            "cremad": None,
+            "emodb": {"source": "synthetic"},
+            "ravdess": {"source": "synthetic"},
+        },
+        "backbone": {"name": "egemaps"},
+        "search_space": {"unfreeze": None, "maxlen": 48000},
+    }
+    (workdir / "override.yaml").write_text(yaml.safe_dump(override))
+    result = subprocess.run(
+        [*snakemake_tools.command, "-n", "-p", "--cores", "2", "--configfile", "config.yaml",
+         "override.yaml"],
+        cwd=workdir, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = planned_jobs(result.stdout)
+    assert "download_corpus" not in jobs and "fetch_backbone" not in jobs
+    assert jobs["report"] == 1 and jobs["prepare_corpus"] == 2
+    assert "corpus=cremad" not in result.stdout and "/cremad." not in result.stdout
+    assert "--maxlen 48000 " in result.stdout  # the pinned value is cached for the trials
+    said = result.stdout + result.stderr
+    assert "removed by null in an override file: corpora.cremad, search_space.unfreeze" in said

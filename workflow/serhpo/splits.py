@@ -11,6 +11,10 @@ Both carve the validation part from the training part: HPO selects on ``valid`` 
 part is read only by evaluation. Optional folds (``fold`` column) give leave-speakers-out
 cross-validation.
 
+A zero-shot corpus (``corpora.<name>.role: zero_shot``) is never trained on: it needs no split
+and is scored on all its labelled rows, so every one of them is written with part ``test``,
+whatever its number of speakers or utterances per label.
+
 Example:
     $ serhpo split results/manifests/emodb.csv results/splits/emodb.csv --strategy speaker --seed 0
 """
@@ -31,6 +35,7 @@ log = logging.getLogger(__name__)
 
 PARTS = ("train", "valid", "test")
 STRATEGIES = ("stratified", "speaker")
+ROLES = ("tune", "zero_shot")
 
 
 def _check_fractions(test_fraction: float, valid_fraction: float) -> None:
@@ -152,16 +157,29 @@ def split_manifest(
     valid_fraction: float = 0.2,
     folds: int = 0,
     seed: int = 0,
+    role: str = "tune",
 ) -> pd.DataFrame:
     """The labelled rows of a manifest with their ``part`` (and ``fold`` when ``folds`` >= 2).
 
-    Utterances with an empty label (dropped by the label map) are left out.
+    Utterances with an empty label (dropped by the label map) are left out. A ``zero_shot``
+    corpus is not split: every labelled row is ``test``.
+
+    Example:
+        >>> split_manifest(two_speaker_manifest, strategy="speaker", role="zero_shot")[
+        ...     "part"].unique().tolist()  # doctest: +SKIP
+        ['test']
     """
     if strategy not in STRATEGIES:
         raise UserError(f"split.strategy is {strategy!r}; expected one of {list(STRATEGIES)}.")
+    if role not in ROLES:
+        raise UserError(
+            f"corpus role {role!r}; expected one of {list(ROLES)} (corpora.<name>.role)."
+        )
     labelled = manifest[manifest["label"].fillna("") != ""].reset_index(drop=True)
     if labelled.empty:
         raise UserError("the manifest has no utterance with a target label; nothing to split.")
+    if role == "zero_shot":
+        return labelled.assign(part="test")
     counts = labelled["label"].value_counts()
     if counts.min() < 3:
         raise UserError(
@@ -197,6 +215,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--valid-fraction", type=float, default=0.2)
     parser.add_argument("--folds", type=int, default=0, help="0 for none, else k >= 2 folds")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--role",
+        choices=ROLES,
+        default="tune",
+        help="zero_shot: no split, every labelled row is test (the corpus is only scored)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -211,8 +235,16 @@ def run(args: argparse.Namespace) -> int:
         valid_fraction=args.valid_fraction,
         folds=args.folds,
         seed=args.seed,
+        role=args.role,
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     split.to_csv(args.output, index=False)
-    log.info("protocol %s, seed %d\n%s", args.strategy, args.seed, describe_split(split))
+    if args.role == "zero_shot":
+        log.info(
+            "zero-shot corpus: not split, all %d labelled utterances are scored (part test)\n%s",
+            len(split),
+            describe_split(split),
+        )
+    else:
+        log.info("protocol %s, seed %d\n%s", args.strategy, args.seed, describe_split(split))
     return 0
