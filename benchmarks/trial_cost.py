@@ -195,7 +195,7 @@ def run_model(
     family = "tiny_wav2vec2" if model_name == "tiny" else "wav2vec2"
     split = load_split(split_csv)
     started = time.perf_counter()
-    pretrained_encoder(backbone_dir).classifier  # noqa: B018  # load once, outside the timings
+    pretrained_encoder(backbone_dir).backbone  # noqa: B018  # load once, outside the timings
     log.info("%s: backbone loaded in %.1f s", model_name, time.perf_counter() - started)
     rows = []
     for index, (name, params) in enumerate(configs):

@@ -1,17 +1,21 @@
-"""Backbone folders: the hyperparams rewrite, the checksum, the layout check."""
+"""Backbone folders: the hyperparams rewrite, the checksum, the layout check, and loading
+without running any code from the folder."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch
 
 from serhpo.backbones.speechbrain_io import (
     WAV2VEC2_CLASS,
     check_backbone_folder,
     file_hashes,
     folder_checksum,
+    load_backbone,
     localize_hyperparams,
+    read_hyperparams_plain,
     render_hyperparams,
     write_checksum,
     write_label_encoder,
@@ -97,3 +101,86 @@ def test_check_backbone_folder_names_missing_files_and_the_fix(tmp_path: Path):
     (folder / "model.ckpt").unlink()
     with pytest.raises(UserError, match=r"lacks \['model.ckpt'\].*build-tiny-backbone"):
         check_backbone_folder(folder)
+
+
+# ---------------------------------------------------------------- load_backbone: no code runs
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from serhpo.backbones.tiny import build_tiny_backbone
+
+    folder = tmp_path_factory.mktemp("models") / "tiny"
+    build_tiny_backbone(folder, seed=0)
+    return folder
+
+
+def _copy(tiny: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(tiny, tmp_path / "copy"))
+
+
+def test_load_backbone_never_evaluates_the_yaml_tags(tiny: Path, tmp_path: Path):
+    folder = _copy(tiny, tmp_path)
+    marker = tmp_path / "ran"
+    with (folder / "hyperparams.yaml").open("a") as yaml_file:
+        yaml_file.write(f'\nexploit: !apply:os.system ["touch {marker}"]\n')
+        yaml_file.write('other: !!python/object/apply:os.system ["touch ' + str(marker) + '"]\n')
+    backbone = load_backbone(folder)
+    assert not marker.exists()
+    assert backbone.output_norm is True and backbone.normalize_wav is True
+    reference = load_backbone(tiny)
+    assert all(
+        torch.equal(value, reference.model.state_dict()[key])
+        for key, value in backbone.model.state_dict().items()
+    )
+    plain = read_hyperparams_plain(folder)
+    assert plain["exploit"] == [f"touch {marker}"] and not marker.exists()
+
+
+def test_load_backbone_leaves_the_callers_random_stream_alone(tiny: Path):
+    torch.manual_seed(3)
+    expected = torch.rand(3)
+    torch.manual_seed(3)
+    load_backbone(tiny)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "message"),
+    [
+        ("wav2vec2.ckpt", _truncate, r"wav2vec2\.ckpt cannot be read as PyTorch weights"),
+        ("wav2vec2.ckpt", lambda p: p.write_bytes(b""), r"wav2vec2\.ckpt is empty"),
+        (
+            "wav2vec2.ckpt",
+            lambda p: torch.save({"model.feature_projection.projection.weight": torch.ones(3)}, p),
+            r"wav2vec2\.ckpt does not fit the wav2vec2",
+        ),
+        (
+            "wav2vec2.ckpt",
+            lambda p: torch.save({"other.weight": torch.ones(3)}, p),
+            r"none of the 1 tensors of .*wav2vec2\.ckpt",
+        ),
+        ("model.ckpt", lambda p: torch.save({"0.w.weight": torch.ones(4, 5)}, p), r"shape"),
+        (
+            "model.ckpt",
+            lambda p: torch.save({"0.w.weight": torch.full((4, 32), float("nan"))}, p),
+            r"model\.ckpt holds non-finite weights",
+        ),
+        ("hyperparams.yaml", lambda p: p.write_text("a: [unclosed\n"), r"cannot be read as YAML"),
+        ("wav2vec2/model.safetensors", _truncate, r"wav2vec2 weights in .* cannot be loaded"),
+    ],
+)
+def test_a_damaged_backbone_file_is_a_user_error_naming_it(
+    tiny: Path, tmp_path: Path, name: str, damage, message: str
+):
+    folder = _copy(tiny, tmp_path)
+    damage(folder / name)
+    with pytest.raises(UserError, match=message) as error:
+        load_backbone(folder)
+    assert "Rebuild or refetch" in str(error.value)

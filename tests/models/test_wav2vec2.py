@@ -58,16 +58,27 @@ def _padded(samples: int, maxlen: int, seed: int) -> tuple[torch.Tensor, int]:
     return torch.nn.functional.pad(waveform, (0, maxlen - waveform.shape[0])), waveform.shape[0]
 
 
-def test_encoder_comes_from_speechbrains_encoder_classifier(tiny: Path, model):
-    from speechbrain.inference.classifiers import EncoderClassifier
+def test_encoder_is_speechbrains_encoder_classifier_parameter_for_parameter(tiny: Path, model):
+    """serhpo builds the modules itself (no YAML evaluated): the same tensors as SpeechBrain's."""
+    from serhpo.backbones.speechbrain_io import load_encoder_classifier
 
+    classifier = load_encoder_classifier(tiny)
     pretrained = pretrained_encoder(tiny)
-    assert isinstance(pretrained.classifier, EncoderClassifier)
     assert model.encoder is None  # nothing copied until fine-tuning needs it
     encoder = model.ensure_encoder()
     assert encoder is not pretrained.model
-    reference = pretrained.speechbrain_wav2vec2.model.state_dict()
+    wrapper = classifier.mods.wav2vec2
+    reference = wrapper.model.state_dict()
+    assert encoder.state_dict().keys() == reference.keys()
     assert all(torch.equal(value, reference[key]) for key, value in encoder.state_dict().items())
+    assert (pretrained.normalize_wav, pretrained.output_norm) == (
+        wrapper.normalize_wav,
+        wrapper.output_norm,
+    )
+    assert pretrained.model.config.apply_spec_augment == wrapper.model.config.apply_spec_augment
+    assert pretrained.model.training == wrapper.model.training
+    head = classifier.mods.output_mlp.w.weight
+    assert torch.equal(pretrained.head_weight(), head)
 
 
 def test_shapes_of_features_and_logits(model):
@@ -173,8 +184,9 @@ def test_unfrozen_conv_extractor_trains_from_cached_waveforms(tiny: Path):
 def test_matches_speechbrains_own_pipeline_on_an_unpadded_utterance(tiny: Path):
     """Our arithmetic is SpeechBrain's (its pooling adds noise of about 1e-5, hence 1e-3)."""
     waveform = _utterance(16000, seed=5)
-    pretrained = pretrained_encoder(tiny)
-    classifier = pretrained.classifier
+    from serhpo.backbones.speechbrain_io import load_encoder_classifier
+
+    classifier = load_encoder_classifier(tiny)
     zero_shot = pretrained_model(tiny)
     pooled = zero_shot.frozen_feature(FROZEN_STAGE).compute(waveform, valid_samples=16000)
     with torch.no_grad():

@@ -28,7 +28,7 @@ from serhpo.backbones.speechbrain_io import (
     HYPERPARAMS,
     WAV2VEC2_SUBDIR,
     check_backbone_folder,
-    load_encoder_classifier,
+    load_backbone,
     localize_hyperparams,
     write_checksum,
 )
@@ -120,7 +120,8 @@ def fetch_backbone(
         wav2vec2_repo: hub repository of the wav2vec2 its hparams build on.
         wav2vec2_revision: its commit.
         local_dir: copy this folder (same layout as ``out``) instead of downloading.
-        verify: load the result with ``EncoderClassifier.from_hparams`` before returning.
+        verify: load the result (:func:`~serhpo.backbones.speechbrain_io.load_backbone`)
+            before returning.
         download: the download function (``huggingface_hub.snapshot_download``; tests
             replace it).
 
@@ -171,12 +172,13 @@ def fetch_backbone(
     (out / HYPERPARAMS).write_text(localized)
     check_backbone_folder(out)
     if verify:
-        classifier = load_encoder_classifier(out)
+        # serhpo's own construction, which never evaluates the (possibly copied) YAML.
+        backbone = load_backbone(out)
         log.info(
-            "loaded %s offline: modules %s, labels %s",
+            "loaded %s offline: wav2vec2 of width %d, IEMOCAP head %s",
             out,
-            sorted(classifier.mods.keys()),
-            classifier.hparams.label_encoder.ind2lab,
+            backbone.model.config.hidden_size,
+            tuple(backbone.head_weight.shape),
         )
     provenance = {
         "kind": "pretrained",

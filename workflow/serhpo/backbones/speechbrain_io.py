@@ -16,6 +16,15 @@ Both ``build-tiny-backbone`` and ``fetch-backbone`` write the same layout, the o
 ``EncoderClassifier.from_hparams(source=<backbone>, savedir=...)`` loads such a folder
 offline. :func:`load_encoder_classifier` does the same with the folder's current
 location passed as overrides, so a moved or copied folder keeps loading.
+
+serhpo's own stages never do that: SpeechBrain's HyperPyYAML evaluates the tags of
+``hyperparams.yaml`` (``!new:``, ``!apply:``, ``!name:``), so opening a folder someone
+else wrote would run whatever code its YAML names. :func:`load_backbone` builds the same
+modules itself instead: the transformers ``Wav2Vec2Model`` from ``wav2vec2/config.json``
+and its weights, the fine-tuned ``wav2vec2.ckpt`` over them and the head from
+``model.ckpt``, every checkpoint read with ``torch.load(..., weights_only=True)``; of the
+YAML it reads one plain value (``output_norm``), with every tag left unevaluated. The
+result is SpeechBrain's model, parameter for parameter (the tests compare the two).
 """
 
 from __future__ import annotations
@@ -25,8 +34,13 @@ import json
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
+import yaml
+from torch import nn
 
 from serhpo.corpora.download import file_sha256
 from serhpo.errors import UserError
@@ -368,3 +382,259 @@ def load_encoder_classifier(
         overrides=overrides,
         freeze_params=freeze_params,
     )
+
+
+# ---------------------------------------------------------------- loading without SpeechBrain
+
+
+class _InertLoader(yaml.SafeLoader):
+    """A YAML loader that reads every tag (``!new:``, ``!apply:``, ``!!python/...``) as plain
+    data: a tagged mapping becomes a dict, a tagged list a list, a tagged scalar a string.
+    Nothing is imported, constructed or called."""
+
+
+def _inert(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)
+
+
+_InertLoader.add_constructor(None, _inert)
+
+
+def read_hyperparams_plain(folder: Path) -> dict[str, Any]:
+    """A backbone folder's ``hyperparams.yaml`` as plain data: tags are never evaluated.
+
+    Raises:
+        UserError: the file is not YAML, or not a mapping.
+
+    Example:
+        >>> read_hyperparams_plain(Path("resources/models/tiny_wav2vec2"))["wav2vec2"][
+        ...     "output_norm"]  # doctest: +SKIP
+        True
+    """
+    path = Path(folder) / HYPERPARAMS
+    try:
+        data = yaml.load(path.read_text(), Loader=_InertLoader)  # noqa: S506 (inert loader)
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as error:
+        raise UserError(
+            f"{path} cannot be read as YAML ({type(error).__name__}: {error}); expected the "
+            "hyperparams.yaml that `serhpo build-tiny-backbone` or `serhpo fetch-backbone` "
+            "writes. Rebuild or refetch the backbone folder (or copy the model folder again)."
+        ) from None
+    if not isinstance(data, dict):
+        raise UserError(
+            f"{path} holds {type(data).__name__}, not a mapping of hyperparameters; expected "
+            "the hyperparams.yaml of a SpeechBrain emotion classifier. Rebuild or refetch it."
+        )
+    return data
+
+
+def read_state_dict(path: Path, *, fix: str) -> dict[str, torch.Tensor]:
+    """A checkpoint of tensors, read with ``torch.load(..., weights_only=True)`` on the CPU.
+
+    Args:
+        path: the ``.pt`` / ``.ckpt`` file.
+        fix: what to do when it cannot be read (ends the error message).
+
+    Raises:
+        UserError: naming the file when it is missing, truncated, empty, not a PyTorch
+            checkpoint, holds objects the weights-only unpickler refuses, or holds something
+            other than a mapping of names to tensors.
+
+    Example:
+        >>> state = read_state_dict(Path("model.pt"), fix="Retrain the model.")  # doctest: +SKIP
+    """
+    path = Path(path)
+    size = path.stat().st_size if path.is_file() else None
+    if size is None:
+        raise UserError(f"{path} does not exist or is not a file; {fix}")
+    if size == 0:
+        raise UserError(f"{path} is empty (0 bytes): a copy or a write was cut short. {fix}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated zip, random bytes, refused pickle, I/O error
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise UserError(
+            f"{path} cannot be read as PyTorch weights ({type(error).__name__}: {first}); "
+            f"it is truncated, corrupt or not a weights file ({size} bytes). {fix}"
+        ) from None
+    if not isinstance(state, Mapping) or not all(
+        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()
+    ):
+        raise UserError(
+            f"{path} holds a {type(state).__name__}, not a mapping of parameter names to "
+            f"tensors (a state dict). {fix}"
+        )
+    return dict(state)
+
+
+def check_finite(state: Mapping[str, torch.Tensor], *, path: Path, fix: str) -> None:
+    """Refuse weights with NaN or infinite values, naming the file and the first tensor.
+
+    Example:
+        >>> check_finite({"w": torch.ones(2)}, path=Path("model.pt"), fix="Retrain it.")
+    """
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise UserError(
+                f"{path} holds non-finite weights: {bad} of {tensor.numel()} values of {name!r} "
+                f"are NaN or infinite, so every score it gave would be meaningless. {fix}"
+            )
+
+
+@dataclass
+class Wav2Vec2Backbone:
+    """A backbone folder's modules, built by serhpo (see :func:`load_backbone`).
+
+    Attributes:
+        model: the transformers ``Wav2Vec2Model`` with the fine-tuned weights, in eval mode,
+            its parameters frozen (what SpeechBrain's wrapper holds as ``.model``).
+        normalize_wav: whether the waveform is normalised first (``do_normalize`` of
+            ``wav2vec2/preprocessor_config.json``, as SpeechBrain reads it).
+        output_norm: whether the encoder output is layer-normalised (``hyperparams.yaml``).
+        head_weight: the IEMOCAP head ``(4, hidden_size)`` from ``model.ckpt`` (no bias).
+    """
+
+    model: nn.Module
+    normalize_wav: bool
+    output_norm: bool
+    head_weight: torch.Tensor
+
+
+def _refetch(folder: Path) -> str:
+    return (
+        f"Rebuild or refetch the backbone folder {folder} (`serhpo build-tiny-backbone` / "
+        "`serhpo fetch-backbone`), or, inside a model folder, copy the model folder again."
+    )
+
+
+def _read_output_norm(folder: Path) -> bool:
+    wav2vec2 = read_hyperparams_plain(folder).get("wav2vec2")
+    value = wav2vec2.get("output_norm", False) if isinstance(wav2vec2, dict) else False
+    if isinstance(value, str):  # a tag such as ``!ref <x>`` left as text
+        value = value.strip().lower() in ("true", "yes", "on", "1")
+    return bool(value)
+
+
+def _read_normalize_wav(folder: Path) -> bool:
+    path = folder / WAV2VEC2_SUBDIR / "preprocessor_config.json"
+    if not path.is_file():
+        return True  # transformers' Wav2Vec2FeatureExtractor default
+    try:
+        return bool(json.loads(path.read_text()).get("do_normalize", True))
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as error:
+        raise UserError(
+            f"{path} is not a JSON object ({type(error).__name__}: {error}). {_refetch(folder)}"
+        ) from None
+
+
+def _build_wav2vec2(folder: Path) -> nn.Module:
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    source = folder / WAV2VEC2_SUBDIR
+    try:
+        config = Wav2Vec2Config.from_json_file(source / "config.json")
+    except (OSError, ValueError, TypeError) as error:
+        raise UserError(
+            f"{source / 'config.json'} is not a wav2vec2 configuration "
+            f"({type(error).__name__}: {error}). {_refetch(folder)}"
+        ) from None
+    if getattr(config, "model_type", None) != "wav2vec2":
+        raise UserError(
+            f"{source / 'config.json'} describes a {config.model_type!r} model; expected "
+            f"'wav2vec2'. {_refetch(folder)}"
+        )
+    # Missing weights would be drawn at random: never from the caller's random stream.
+    with torch.random.fork_rng(devices=[]):
+        try:
+            model = Wav2Vec2Model.from_pretrained(
+                str(source),
+                config=config,
+                local_files_only=True,
+                trust_remote_code=False,
+                weights_only=True,
+            )
+        except Exception as error:  # a corrupt safetensors/bin file, missing weights
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise UserError(
+                f"the wav2vec2 weights in {source} cannot be loaded "
+                f"({type(error).__name__}: {first}). {_refetch(folder)}"
+            ) from None
+    # As SpeechBrain's wrapper (apply_spec_augment=False) with freeze: True.
+    model.config.apply_spec_augment = False
+    return model
+
+
+def load_backbone(folder: Path) -> Wav2Vec2Backbone:
+    """Build a backbone folder's wav2vec2 and IEMOCAP head without running any of its code.
+
+    What ``EncoderClassifier.from_hparams`` gives (:func:`load_encoder_classifier`), made
+    by serhpo: ``Wav2Vec2Model`` from ``wav2vec2/config.json`` and its weights (safetensors
+    or a weights-only ``pytorch_model.bin``); ``wav2vec2.ckpt``'s ``model.*`` tensors over
+    them (as SpeechBrain's pretrainer transfers them: unmatched names are logged and
+    skipped); the head from ``model.ckpt``; ``output_norm`` read from ``hyperparams.yaml``
+    as plain data (tags such as ``!apply:`` are never evaluated).
+
+    Raises:
+        UserError: naming the file that is missing, corrupt, of the wrong shape, or holds
+            non-finite weights, and how to get a good one.
+
+    Example:
+        >>> backbone = load_backbone(Path("resources/models/tiny_wav2vec2"))  # doctest: +SKIP
+        >>> backbone.head_weight.shape  # doctest: +SKIP
+        torch.Size([4, 32])
+    """
+    folder = check_backbone_folder(folder)
+    fix = _refetch(folder)
+    output_norm = _read_output_norm(folder)
+    normalize_wav = _read_normalize_wav(folder)
+    model = _build_wav2vec2(folder)
+    ckpt = folder / "wav2vec2.ckpt"
+    finetuned = read_state_dict(ckpt, fix=fix)
+    check_finite(finetuned, path=ckpt, fix=fix)
+    # SpeechBrain's wrapper holds the transformers model as ``.model``.
+    prefix = "model."
+    state = {k[len(prefix) :]: v for k, v in finetuned.items() if k.startswith(prefix)}
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:
+        raise UserError(
+            f"{ckpt} does not fit the wav2vec2 of {folder / WAV2VEC2_SUBDIR / 'config.json'} "
+            f"({_first_lines(error)}). {fix}"
+        ) from None
+    if len(state) - len(result.unexpected_keys) == 0:
+        raise UserError(
+            f"none of the {len(finetuned)} tensors of {ckpt} belongs to the wav2vec2 of "
+            f"{folder / WAV2VEC2_SUBDIR}; expected SpeechBrain's 'model.<name>' keys. {fix}"
+        )
+    for key in result.missing_keys:
+        log.warning("%s has no tensor for %s; the base weights are kept", ckpt, key)
+    for key in result.unexpected_keys:
+        log.warning("%s: the tensor %s fits nothing in the wav2vec2; skipped", ckpt, key)
+    check_finite(dict(model.state_dict()), path=folder / WAV2VEC2_SUBDIR, fix=fix)
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    head_path = folder / "model.ckpt"
+    head = read_state_dict(head_path, fix=fix)
+    check_finite(head, path=head_path, fix=fix)
+    weight = head.get("0.w.weight")
+    hidden = int(model.config.hidden_size)
+    if weight is None or tuple(weight.shape) != (len(IEMOCAP_LABELS), hidden):
+        found = "no '0.w.weight'" if weight is None else f"shape {tuple(weight.shape)}"
+        raise UserError(
+            f"{head_path} has {found}; expected the IEMOCAP head '0.w.weight' of shape "
+            f"({len(IEMOCAP_LABELS)}, {hidden}). {fix}"
+        )
+    return Wav2Vec2Backbone(
+        model=model, normalize_wav=normalize_wav, output_norm=output_norm, head_weight=weight
+    )
+
+
+def _first_lines(error: BaseException, *, lines: int = 3) -> str:
+    text = " ".join(line.strip() for line in str(error).strip().splitlines()[:lines])
+    return text[:400]

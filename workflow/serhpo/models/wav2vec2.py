@@ -1,8 +1,9 @@
 """The paper's classifier: SpeechBrain's wav2vec2 encoder, mean pooling, a Linear layer.
 
 The encoder is the ``wav2vec2`` module of the SpeechBrain emotion classifier in a
-backbone folder (:mod:`serhpo.backbones`), loaded with
-``EncoderClassifier.from_hparams``. The model computes, per utterance::
+backbone folder (:mod:`serhpo.backbones`), built as ``EncoderClassifier.from_hparams``
+builds it but without evaluating the folder's YAML
+(:func:`serhpo.backbones.speechbrain_io.load_backbone`). The model computes, per utterance::
 
     waveform ─ normalise ─ conv feature extractor ─ projection ─ transformer ─ output norm
              ─ mean over frames ─ Linear ─ logits
@@ -54,8 +55,9 @@ from torch import nn
 from serhpo.backbones.speechbrain_io import (
     IEMOCAP_LABELS,
     WAV2VEC2_SUBDIR,
+    Wav2Vec2Backbone,
     check_backbone_folder,
-    load_encoder_classifier,
+    load_backbone,
     read_checksum,
 )
 from serhpo.errors import UserError
@@ -88,10 +90,12 @@ _LOCK = threading.Lock()
 
 
 class PretrainedEncoder:
-    """A backbone folder's SpeechBrain wav2vec2, loaded once per process and never trained.
+    """A backbone folder's wav2vec2, loaded once per process and never trained.
 
-    Frozen features are computed with it; a model that fine-tunes gets its own copy
-    (:meth:`trainable_copy`).
+    Built by :func:`serhpo.backbones.speechbrain_io.load_backbone`: SpeechBrain's
+    modules, parameter for parameter, without evaluating the folder's
+    ``hyperparams.yaml`` (a folder from elsewhere cannot run code). Frozen features are
+    computed with it; a model that fine-tunes gets its own copy (:meth:`trainable_copy`).
 
     Attributes:
         folder: the backbone folder (resolved).
@@ -102,43 +106,43 @@ class PretrainedEncoder:
     def __init__(self, folder: Path) -> None:
         self.folder = check_backbone_folder(folder)
         self.checksum = read_checksum(self.folder)
-        config = json.loads((self.folder / WAV2VEC2_SUBDIR / "config.json").read_text())
-        self.hidden_size = int(config["hidden_size"])
-        self._classifier: Any = None
+        config_path = self.folder / WAV2VEC2_SUBDIR / "config.json"
+        try:
+            self.hidden_size = int(json.loads(config_path.read_text())["hidden_size"])
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as error:
+            raise UserError(
+                f"{config_path} is not a wav2vec2 configuration with a hidden_size "
+                f"({type(error).__name__}: {error}); rebuild or refetch the backbone folder "
+                "(or copy the model folder again)."
+            ) from None
+        self._backbone: Wav2Vec2Backbone | None = None
 
     @property
-    def classifier(self) -> Any:
-        """The SpeechBrain ``EncoderClassifier`` (loaded on first use)."""
+    def backbone(self) -> Wav2Vec2Backbone:
+        """The modules (loaded on first use)."""
         with _LOCK:
-            if self._classifier is None:
-                self._classifier = load_encoder_classifier(self.folder)
-                self._classifier.eval()
-        return self._classifier
-
-    @property
-    def speechbrain_wav2vec2(self) -> nn.Module:
-        """SpeechBrain's wrapper (``speechbrain.integrations.huggingface.wav2vec2.Wav2Vec2``)."""
-        return self.classifier.mods.wav2vec2
+            if self._backbone is None:
+                self._backbone = load_backbone(self.folder)
+        return self._backbone
 
     @property
     def model(self) -> nn.Module:
-        """The transformers ``Wav2Vec2Model`` inside SpeechBrain's wrapper."""
-        return self.speechbrain_wav2vec2.model
+        """The transformers ``Wav2Vec2Model`` (what SpeechBrain's wrapper holds as ``.model``)."""
+        return self.backbone.model
 
     @property
     def normalize_wav(self) -> bool:
         """Whether SpeechBrain normalises the waveform (wav2vec2-base: yes)."""
-        return bool(self.speechbrain_wav2vec2.normalize_wav)
+        return self.backbone.normalize_wav
 
     @property
     def output_norm(self) -> bool:
         """Whether SpeechBrain layer-normalises the encoder output (the IEMOCAP model: yes)."""
-        return bool(self.speechbrain_wav2vec2.output_norm)
+        return self.backbone.output_norm
 
     def head_weight(self) -> torch.Tensor:
         """The IEMOCAP head's weight ``(4, hidden_size)``, read from ``model.ckpt``."""
-        state = torch.load(self.folder / "model.ckpt", map_location="cpu", weights_only=True)
-        return state["0.w.weight"]
+        return self.backbone.head_weight
 
     def trainable_copy(self) -> nn.Module:
         """A private copy of the transformers model, to fine-tune."""
