@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
@@ -357,3 +359,23 @@ def test_a_model_trained_with_speaker_normalisation_standardises_the_scored_corp
     )  # fmt: skip
     assert plain["normalise"] == "none"
     assert plain["confusion"] != result["confusion"]  # the standardisation changed predictions
+
+
+def test_non_finite_logits_are_refused_not_scored(setup, tmp_path, capsys):
+    """Finite but huge output weights overflow: evaluate names the model, scores nothing."""
+    model_dir = Path(shutil.copytree(setup["model"], tmp_path / "model"))
+    state = torch.load(model_dir / "model.pt", weights_only=True)
+    last = [key for key, value in state.items() if key.endswith(".weight") and value.ndim == 2][-1]
+    state[last] = torch.full_like(state[last], 3e38)
+    torch.save(state, model_dir / "model.pt")
+    out = tmp_path / "emodb.json"
+    status = cli.main(
+        [
+            "evaluate", "--model-dir", str(model_dir), "--split", str(setup["split"]),
+            "--corpus", "emodb", "--config", str(setup["config"]), "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert status == 2 and not out.exists()
+    err = capsys.readouterr().err
+    assert f"the model {model_dir} produced non-finite scores" in err
+    assert "utterances of emodb" in err and "Retrain it" in err

@@ -202,3 +202,125 @@ def test_a_bad_best_yaml_says_what_is_missing(tmp_path):
         read_best(path)
     with pytest.raises(UserError, match="Run the hpo rule first"):
         read_best(tmp_path / "missing.yaml")
+
+
+# ---------------------------------------------------------------- a model folder from elsewhere
+
+
+@pytest.fixture(scope="module")
+def wav2vec2_model(corpus: dict[str, Path]) -> Path:
+    """A tiny-wav2vec2 model folder (one frozen epoch), its backbone copied inside."""
+    from serhpo.backbones.tiny import build_tiny_backbone
+
+    backbone = corpus["folder"] / "tiny"
+    build_tiny_backbone(backbone, seed=0)
+    config = {
+        "seed": 0,
+        "target_labels": LABELS,
+        "backbone": {"name": "tiny_wav2vec2", "dir": str(backbone)},
+        "training": TRAINING,
+    }
+    best = {**BEST, "params": {"lr": 1e-3, "epochs": 1}}
+    model_dir = corpus["folder"] / "w2v" / "model"
+    retrain(
+        config, best=best, split_csv=corpus["guarded"], model_dir=model_dir,
+        cache_dir=corpus["folder"] / "w2v-features",
+    )  # fmt: skip
+    return model_dir
+
+
+def _copy_model(model_dir: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(model_dir, tmp_path / "model"))
+
+
+def _edit_metadata(model_dir: Path, **changes) -> None:
+    path = model_dir / "model.json"
+    metadata = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is _DELETE:
+            del metadata[key]
+        else:
+            metadata[key] = value
+    path.write_text(json.dumps(metadata))
+
+
+_DELETE = object()
+
+
+def test_opening_a_model_folder_runs_no_code_from_its_backbone_yaml(
+    corpus, wav2vec2_model, tmp_path, capsys
+):
+    model_dir = _copy_model(wav2vec2_model, tmp_path)
+    marker = tmp_path / "code-ran"
+    with (model_dir / "backbone" / "hyperparams.yaml").open("a") as yaml_file:
+        yaml_file.write(f'\nexploit: !apply:os.system ["touch {marker}"]\n')
+    waveforms, _ = _test_part(corpus["split"])
+    expected = load_final_model(wav2vec2_model).logits(waveforms[:2])
+    loaded = load_final_model(model_dir)
+    assert torch.equal(loaded.logits(waveforms[:2]), expected)
+    test = pd.read_csv(corpus["split"]).query("part == 'test'")
+    status = cli.main(["predict", str(model_dir), str(test["path"].iloc[0]), "--format", "json"])
+    assert status == 0 and json.loads(capsys.readouterr().out)[0]["label"] in LABELS
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("where", ["absolute", "parent", "link"])
+def test_a_backbone_dir_outside_the_model_folder_is_refused(wav2vec2_model, tmp_path, where: str):
+    model_dir = _copy_model(wav2vec2_model, tmp_path)
+    outside = Path(shutil.copytree(model_dir / "backbone", tmp_path / "outside"))
+    if where == "absolute":
+        _edit_metadata(model_dir, backbone_dir=str(outside))
+    elif where == "parent":
+        _edit_metadata(model_dir, backbone_dir="../outside")
+    else:
+        shutil.rmtree(model_dir / "backbone")
+        (model_dir / "backbone").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(UserError, match="not a folder inside the model folder") as error:
+        load_final_model(model_dir)
+    assert "model.json" in str(error.value) and "Copy the backbone" in str(error.value)
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _wrong_shapes(path: Path) -> None:
+    state = torch.load(path, weights_only=True)
+    state["head.weight"] = torch.zeros(3, state["head.weight"].shape[1])
+    torch.save(state, path)
+
+
+def _nan_weights(path: Path) -> None:
+    state = torch.load(path, weights_only=True)
+    state["head.weight"][0, 0] = float("nan")
+    torch.save(state, path)
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "message"),
+    [
+        ("model.pt", _truncate, r"model\.pt cannot be read as PyTorch weights"),
+        ("model.pt", lambda p: p.write_bytes(b""), r"model\.pt is empty"),
+        (
+            "model.pt",
+            lambda p: p.write_bytes(bytes(range(256)) * 8),
+            r"model\.pt cannot be read as PyTorch weights",
+        ),
+        ("model.pt", _wrong_shapes, r"model\.pt does not fit the model .*model\.json describes"),
+        ("model.pt", _nan_weights, r"model\.pt holds non-finite weights"),
+        ("model.json", _truncate, r"model\.json is not valid JSON"),
+        ("model.json", lambda p: _edit_metadata(p.parent, labels=_DELETE), r"no 'labels'"),
+        ("model.json", lambda p: _edit_metadata(p.parent, labels=[]), r"'labels' is \[\]"),
+        ("backbone/wav2vec2.ckpt", _truncate, r"wav2vec2\.ckpt cannot be read"),
+    ],
+)
+def test_a_corrupt_model_folder_is_a_user_error_naming_the_file(
+    wav2vec2_model, tmp_path, capsys, name: str, damage, message: str
+):
+    model_dir = _copy_model(wav2vec2_model, tmp_path)
+    damage(model_dir / name)
+    with pytest.raises(UserError, match=message):
+        load_final_model(model_dir)
+    assert cli.main(["predict", str(model_dir), str(tmp_path / "any.wav")]) == 2
+    err = capsys.readouterr().err
+    assert str(model_dir / name) in err and "Traceback" not in err

@@ -7,6 +7,7 @@ The model: a small log-Mel CNN retrained for 3 epochs on a synthetic EmoDB-layou
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import soxr
+import torch
 
 from serhpo import cli
 from serhpo.final import load_final_model, retrain
@@ -143,3 +145,56 @@ def test_a_model_trained_on_level_normalised_audio_normalises_new_recordings(mod
     # The same recording 20 dB quieter gets the same probabilities once both are levelled.
     assert levelled[0].probabilities == pytest.approx(levelled[1].probabilities, abs=1e-3)
     assert as_is[0].probabilities != pytest.approx(as_is[1].probabilities, abs=1e-3)
+
+
+# ---------------------------------------------------------------- non-finite scores, batch size
+
+
+def _overflowing_copy(model_dir: Path, tmp_path: Path) -> Path:
+    """A copy of the model whose output layer has finite but huge weights: logits overflow."""
+    copy = Path(shutil.copytree(model_dir, tmp_path / "overflowing"))
+    state = torch.load(copy / "model.pt", weights_only=True)
+    last = [key for key, value in state.items() if key.endswith(".weight") and value.ndim == 2][-1]
+    state[last] = torch.full_like(state[last], 3e38)
+    torch.save(state, copy / "model.pt")
+    return copy
+
+
+def test_a_model_with_nan_weights_prints_no_label(model, tmp_path, capsys):
+    broken = Path(shutil.copytree(model["dir"], tmp_path / "nan"))
+    state = torch.load(broken / "model.pt", weights_only=True)
+    next(value for value in state.values() if value.is_floating_point())[...] = float("nan")
+    torch.save(state, broken / "model.pt")
+    assert cli.main(["predict", str(broken), str(model["original"]), "--format", "json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and f"{broken / 'model.pt'} holds non-finite weights" in captured.err
+
+
+def test_scores_that_overflow_are_error_rows_and_the_json_stays_json(model, tmp_path, capsys):
+    overflowing = _overflowing_copy(model["dir"], tmp_path)
+    final = load_final_model(overflowing)
+    waveform = torch.from_numpy(sf.read(model["original"], dtype="float32")[0])
+    assert not torch.isfinite(final.probabilities([waveform])).all()  # the premise
+    files = [str(model["original"]), str(model["stereo"])]
+    assert cli.main(["predict", str(overflowing), *files, "--format", "json"]) == 1
+    captured = capsys.readouterr()
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    records = json.loads(captured.out, parse_constant=refuse)
+    assert [r["label"] for r in records] == [None, None]
+    assert all(
+        "non-finite scores" in r["error"] and str(overflowing) in r["error"] for r in records
+    )
+    assert "Retrain it" in captured.err
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "two"])
+def test_a_batch_size_below_one_is_refused_before_any_work(model, capsys, value: str):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["predict", str(model["dir"]), str(model["original"]), "--batch-size", value])
+    assert exit_info.value.code == 2
+    assert "--batch-size: expected a whole number >= 1" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        predict_files(load_final_model(model["dir"]), [model["original"]], batch_size=0)

@@ -413,7 +413,7 @@ def evaluate(
 
     Raises:
         UserError: a bad role, protocol or label set, a truth label the evaluation
-            cannot place, unreadable audio.
+            cannot place, unreadable audio, or a model that gives non-finite logits.
 
     Example:
         >>> result = evaluate(load_final_model(Path("results/final/optuna/model")),
@@ -461,6 +461,13 @@ def evaluate(
         batch_size=batch_size,
         corpus=corpus,
     )
+    finite = torch.isfinite(logits).all(dim=1)
+    if not bool(finite.all()):
+        first = utterances[int((~finite).nonzero()[0, 0])].utterance_id
+        raise final.non_finite_error(
+            where=f"{int((~finite).sum())} of {len(utterances)} utterances of {corpus} "
+            f"(first: {first}), so they cannot be scored"
+        )
     y_pred = output_to_label[logits.argmax(dim=1).numpy()] if len(utterances) else y_true
     everything = score_predictions(y_true, y_pred, labels=labels, resamples=resamples, seed=seed)
     # The untuned head never saw any corpus of ours, the home corpus included.

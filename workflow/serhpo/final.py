@@ -46,10 +46,12 @@ import yaml
 
 import serhpo
 from serhpo.audio import AudioChecks, Loudness
+from serhpo.backbones.speechbrain_io import check_finite, read_state_dict
 from serhpo.config import add_config_arguments, read_stage_config
 from serhpo.data import SAMPLE_RATE, Preprocessing, Utterance, load_split, read_waveform
 from serhpo.errors import UserError
 from serhpo.features import FeatureCache
+from serhpo.models import build_model
 from serhpo.models.base import FeatureItem, SERModel
 from serhpo.training import (
     DEFAULT_BACKBONE,
@@ -57,7 +59,6 @@ from serhpo.training import (
     FitOutcome,
     TrainingData,
     fit,
-    load_model,
     predict_logits,
     save_model,
 )
@@ -99,6 +100,8 @@ class FinalModel:
         threads: torch CPU threads while scoring (``None``: torch's default); by default
             the training's ``threads``, since small models run several times faster on
             one thread than on two busy cores.
+        directory: the model folder it was read from (the backbone folder for the
+            pretrained head; ``None`` for a model built in memory), named in errors.
 
     Example:
         >>> final = load_final_model(Path("results/final/optuna/model"))  # doctest: +SKIP
@@ -114,6 +117,7 @@ class FinalModel:
     metadata: dict[str, Any] = field(default_factory=dict)
     threads: int | None = None
     loudness: Loudness = field(default_factory=Loudness)
+    directory: Path | None = None
 
     @property
     def cache_name(self) -> str:
@@ -223,6 +227,21 @@ class FinalModel:
         """
         return torch.softmax(self.logits(waveforms, batch_size=batch_size), dim=1)
 
+    def non_finite_error(self, *, where: str) -> UserError:
+        """The error for scores that are NaN or infinite, naming the model and what to do.
+
+        Example:
+            >>> raise final.non_finite_error(where="2 of 5 files")  # doctest: +SKIP
+        """
+        folder = self.directory if self.directory is not None else "(built in memory)"
+        return UserError(
+            f"the model {folder} produced non-finite scores (NaN or infinite) for {where}; "
+            "such scores carry no label. Expected finite logits: the model's weights have "
+            "overflowed or diverged in training. Retrain it (serhpo retrain, or rerun the "
+            "retrain_final rule, perhaps with a lower learning rate), or use another model "
+            "folder."
+        )
+
     @property
     def normalise(self) -> str:
         """The training's feature standardisation (``none``, ``corpus`` or ``speaker``).
@@ -236,8 +255,14 @@ class FinalModel:
 def load_final_model(directory: Path) -> FinalModel:
     """Load a model folder written by ``serhpo retrain`` (weights with ``weights_only=True``).
 
+    Opening a model folder runs none of its contents: ``model.json`` is plain JSON, the
+    weights are read with ``torch.load(..., weights_only=True)``, a wav2vec2 backbone is
+    built by serhpo (:func:`serhpo.backbones.speechbrain_io.load_backbone`, its YAML never
+    evaluated), and the backbone must lie inside the folder (or be the packaged default).
+
     Raises:
-        UserError: when the folder is not such a model folder.
+        UserError: when the folder is not such a model folder, or a file of it is missing,
+            corrupt, of the wrong shape, or holds non-finite weights (the message names it).
 
     Example:
         >>> final = load_final_model(Path("results/final/optuna/model"))  # doctest: +SKIP
@@ -252,29 +277,173 @@ def load_final_model(directory: Path) -> FinalModel:
             f"{WEIGHTS_FILE}. Expected the output of `serhpo retrain` "
             "(results/final/<engine>/model); run the retrain_final rule first."
         )
-    metadata = json.loads(metadata_path.read_text())
-    if metadata.get("format") != MODEL_FORMAT:
-        raise UserError(
-            f"{metadata_path} has format {metadata.get('format')!r}; expected {MODEL_FORMAT!r} "
-            "(written by `serhpo retrain`). Retrain the model with this version of serhpo."
-        )
-    backbone_dir = directory / metadata["backbone_dir"] if metadata.get("backbone_dir") else None
-    model, _ = load_model(directory, backbone_dir=backbone_dir)
+    metadata = read_model_metadata(metadata_path)
+    backbone_dir = model_backbone_dir(directory, metadata)
+    model = _rebuild_model(directory, metadata, backbone_dir=backbone_dir)
     if metadata.get("backbone_encoder") and hasattr(model, "check_backbone_record"):
         model.check_backbone_record(metadata["backbone_encoder"])
     preprocessing = metadata["preprocessing"]
-    return FinalModel(
-        model=model,
-        labels=tuple(metadata["labels"]),
-        preprocessing=Preprocessing(
-            maxlen=preprocessing["maxlen"], padding=bool(preprocessing["padding"])
-        ),
-        sample_rate=int(preprocessing["sample_rate"]),
-        checks=AudioChecks(**metadata.get("audio_checks", {})),
-        metadata=metadata,
-        threads=(metadata.get("training") or {}).get("threads"),
-        loudness=Loudness(**(metadata.get("loudness") or {})),
+    try:
+        return FinalModel(
+            model=model,
+            labels=tuple(metadata["labels"]),
+            preprocessing=Preprocessing(
+                maxlen=preprocessing["maxlen"], padding=bool(preprocessing["padding"])
+            ),
+            sample_rate=int(preprocessing["sample_rate"]),
+            checks=AudioChecks(**(metadata.get("audio_checks") or {})),
+            metadata=metadata,
+            threads=(metadata.get("training") or {}).get("threads"),
+            loudness=Loudness(**(metadata.get("loudness") or {})),
+            directory=directory,
+        )
+    except (TypeError, ValueError) as error:
+        raise UserError(
+            f"{metadata_path} has a bad preprocessing, audio_checks or loudness entry "
+            f"({type(error).__name__}: {error}). {_RETRAIN}"
+        ) from None
+
+
+_RETRAIN = (
+    "Copy the model folder again from where it was written, or retrain it (serhpo retrain, "
+    "or rerun the retrain_final rule)."
+)
+
+#: What model.json must hold, with the type each value must have.
+_METADATA_KEYS: dict[str, type | tuple[type, ...]] = {
+    "backbone": str,
+    "labels": list,
+    "model_params": dict,
+    "stage": str,
+    "preprocessing": dict,
+}
+_PREPROCESSING_KEYS = ("sample_rate", "maxlen", "padding")
+
+
+def read_model_metadata(path: Path) -> dict[str, Any]:
+    """Read and check a model folder's ``model.json``.
+
+    Raises:
+        UserError: naming the file when it is not JSON, not written by ``serhpo retrain``,
+            or lacks a key (``labels``, ``backbone``, ``model_params``, ``stage``,
+            ``preprocessing``) or has one of the wrong type.
+
+    Example:
+        >>> read_model_metadata(Path("results/final/optuna/model/model.json"))["labels"][:1]
+        ... # doctest: +SKIP
+        ['anger']
+    """
+    path = Path(path)
+    try:
+        metadata = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(
+            f"{path} is not valid JSON ({type(error).__name__}: {error}); it is truncated or "
+            f"was edited by hand. {_RETRAIN}"
+        ) from None
+    if not isinstance(metadata, dict):
+        raise UserError(
+            f"{path} holds a JSON {type(metadata).__name__}, not an object; expected the "
+            f"model.json that `serhpo retrain` writes. {_RETRAIN}"
+        )
+    if metadata.get("format") != MODEL_FORMAT:
+        raise UserError(
+            f"{path} has format {metadata.get('format')!r}; expected {MODEL_FORMAT!r} "
+            "(written by `serhpo retrain`). Retrain the model with this version of serhpo."
+        )
+    problems = [
+        f"no {key!r}" if key not in metadata else f"{key!r} is not a {kind.__name__}"
+        for key, kind in _METADATA_KEYS.items()
+        if not isinstance(metadata.get(key), kind)
+    ]
+    labels = metadata.get("labels")
+    if isinstance(labels, list) and (
+        not labels
+        or not all(isinstance(label, str) and label for label in labels)
+        or len(set(labels)) != len(labels)
+    ):
+        problems.append(f"'labels' is {labels!r}, not a list of distinct label names")
+    preprocessing = metadata.get("preprocessing")
+    if isinstance(preprocessing, dict):
+        problems += [
+            f"no 'preprocessing.{key}'" for key in _PREPROCESSING_KEYS if key not in preprocessing
+        ]
+    if problems:
+        raise UserError(
+            f"{path} is incomplete: {'; '.join(problems)}. Expected the model.json that "
+            f"`serhpo retrain` writes (labels, backbone, model_params, stage, preprocessing). "
+            f"{_RETRAIN}"
+        )
+    return metadata
+
+
+def model_backbone_dir(directory: Path, metadata: Mapping[str, Any]) -> Path | None:
+    """The backbone folder a model folder's ``model.json`` names, checked to lie inside it.
+
+    ``None`` (no ``backbone_dir``) means the family's packaged default (the embedded Whisper)
+    or none at all (log-Mel, eGeMAPS).
+
+    Raises:
+        UserError: an absolute path, a path with ``..``, or a link that leads out of the
+            model folder: a model folder must carry its own backbone.
+
+    Example:
+        >>> model_backbone_dir(Path("model"), {"backbone_dir": "backbone"})  # doctest: +SKIP
+        PosixPath('/.../model/backbone')
+    """
+    value = metadata.get("backbone_dir")
+    if value is None or value == "":
+        return None
+    root = Path(directory).resolve()
+    resolved = (root / str(value)).resolve() if isinstance(value, str) else None
+    if (
+        resolved is None
+        or Path(value).is_absolute()
+        or not resolved.is_relative_to(root)
+        or (resolved == root)
+    ):
+        raise UserError(
+            f"{Path(directory) / METADATA_FILE} names the backbone folder {value!r}, which is "
+            f"not a folder inside the model folder {directory}"
+            + (f" (it leads to {resolved})" if resolved is not None else "")
+            + f". A model folder carries its own backbone ({BACKBONE_SUBDIR!r}, as `serhpo "
+            "retrain` writes it) or names none (the packaged default). Copy the backbone "
+            f"into {Path(directory) / BACKBONE_SUBDIR} and set backbone_dir to "
+            f"{BACKBONE_SUBDIR!r}, or retrain the model."
+        )
+    return resolved
+
+
+def _rebuild_model(
+    directory: Path, metadata: Mapping[str, Any], *, backbone_dir: Path | None
+) -> SERModel:
+    """The model ``model.json`` describes, with ``model.pt``'s weights; errors name the file."""
+    model = build_model(
+        metadata["backbone"],
+        num_classes=len(metadata["labels"]),
+        params=metadata["model_params"],
+        backbone_dir=backbone_dir,
     )
+    weights = directory / WEIGHTS_FILE
+    state = read_state_dict(weights, fix=_RETRAIN)
+    check_finite(state, path=weights, fix=_RETRAIN)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        detail = " ".join(line.strip() for line in str(error).strip().splitlines()[:3])[:400]
+        raise UserError(
+            f"{weights} does not fit the model {directory / METADATA_FILE} describes "
+            f"({metadata['backbone']}, {len(metadata['labels'])} labels): {detail}. "
+            f"{_RETRAIN}"
+        ) from None
+    if metadata["stage"] not in model.stages:
+        raise UserError(
+            f"{directory / METADATA_FILE} names the stage {metadata['stage']!r}; the "
+            f"{metadata['backbone']} model has {list(model.stages)}. {_RETRAIN}"
+        )
+    model.set_stage(metadata["stage"])
+    model.eval()
+    return model
 
 
 def pretrained_final_model(
@@ -300,6 +469,7 @@ def pretrained_final_model(
         labels=labels,
         preprocessing=Preprocessing(maxlen=maxlen, padding=padding),
         metadata={"model": "pretrained", "backbone_dir": str(backbone_dir)},
+        directory=Path(backbone_dir),
     )
 
 

@@ -72,7 +72,11 @@ def predict_files(
         batch_size: files per forward pass.
 
     Returns:
-        One :class:`Prediction` per file, in the order given.
+        One :class:`Prediction` per file, in the order given; a file the model gives
+        non-finite scores (NaN or infinite) gets an error, never a label.
+
+    Raises:
+        ValueError: ``batch_size`` below 1.
 
     Example:
         >>> predictions = predict_files(load_final_model(Path("results/final/optuna/model")),
@@ -80,6 +84,8 @@ def predict_files(
         >>> [(p.label, p.error) for p in predictions]  # doctest: +SKIP
         [('anger', None), (None, "unreadable: [Errno 2] No such file or directory: 'missing.wav'")]
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1; got {batch_size}")
     predictions: list[Prediction] = []
     for start in range(0, len(files), batch_size):
         chunk = [str(file) for file in files[start : start + batch_size]]
@@ -98,6 +104,10 @@ def predict_files(
                 predictions.append(Prediction(file=file, label=None, error=errors[index]))
                 continue
             row = probabilities[index]
+            if not bool(torch.isfinite(row).all()):
+                error = final.non_finite_error(where="this file")
+                predictions.append(Prediction(file=file, label=None, error=str(error)))
+                continue
             predictions.append(
                 Prediction(
                     file=file,
@@ -171,7 +181,8 @@ def format_predictions(
             {"file": p.file, "label": p.label, "probabilities": p.probabilities, "error": p.error}
             for p in predictions
         ]
-        return json.dumps(records, indent=2) + "\n"
+        # allow_nan=False: NaN is not JSON; predict_files never gives it, and never will silently.
+        return json.dumps(records, indent=2, allow_nan=False) + "\n"
     frame = predictions_frame(predictions, labels=labels)
     if fmt == "csv":
         return frame.to_csv(index=False)
@@ -192,10 +203,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--format", choices=FORMATS, default="table", help="output format (default: table)"
     )
     parser.add_argument("--output", type=Path, help="write here instead of standard output")
-    parser.add_argument("--batch-size", type=int, default=8, help="files per forward pass")
     parser.add_argument(
-        "--threads", type=int, help="torch CPU threads (default: the model's training threads)"
+        "--batch-size", type=positive_int, default=8, help="files per forward pass (>= 1)"
     )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        help="torch CPU threads (default: the model's training threads)",
+    )
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1.
+
+    Example:
+        >>> positive_int("8")
+        8
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
