@@ -175,3 +175,22 @@ def test_written_database_rows_go_through_the_row_checks(tmp_path: Path) -> None
     assert listing.rejected["reason"].str.startswith("missing: 'a/gone.wav'").all()
     assert "table emotion" in listing.rejected["reason"].iloc[0]
     assert listing.labels == ("angry", "sad")
+
+
+@pytest.mark.parametrize("name", ["id", "original_label", "path", "location"])
+def test_an_unconfigured_column_named_like_a_field_means_nothing(tmp_path: Path, name: str) -> None:
+    for file in ("a.wav", "b.wav"):
+        (tmp_path / file).write_bytes(b"RIFF")
+    files = pd.DataFrame(
+        [["a.wav", "s1", "angry", "", "x1"], ["b.wav", "s2", "sad", "", "x2"]],
+        columns=["file", "speaker", "emotion", "gender", name],
+    )
+    write_database(files, tmp_path, name="mine")
+    listing = get_format("audformat", {}, corpus="mine").list_utterances(tmp_path)
+    utterances = listing.utterances
+    assert listing.rejected.empty
+    assert utterances["utterance_id"].tolist() == ["a", "b"]  # derived, not the column's
+    assert utterances["original_label"].tolist() == ["angry", "sad"]
+    assert [Path(p).name for p in utterances["source_path"]] == ["a.wav", "b.wav"]
+    kept = [column for column in utterances.columns if column.endswith("." + name)]
+    assert len(kept) == 1 and utterances[kept[0]].tolist() == ["x1", "x2"]

@@ -13,6 +13,7 @@ from serhpo.corpora.generic import (
     Columns,
     SourceOptions,
     derived_ids,
+    extra_column_name,
     listing_from_rows,
     normalise_gender,
 )
@@ -154,3 +155,15 @@ def test_options_refuse_unknown_keys_and_empty_required_columns() -> None:
         SourceOptions.from_config("mine", {"tabel": "t.csv", "columns": {"emotion": "x"}})
     with pytest.raises(UserError, match="columns.speaker is empty"):
         SourceOptions.from_config("mine", {"columns": {"speaker": ""}})
+
+
+def test_extra_columns_named_like_a_field_are_renamed_and_refused_unrenamed(corpus: Path) -> None:
+    assert extra_column_name("speaker", prefix="table_") == "table_speaker"
+    assert extra_column_name("id", prefix="files.") == "files.id"
+    assert extra_column_name("mood", prefix="table_") == "mood"
+    assert extra_column_name("speaker", prefix="t_", taken=["t_speaker"]) == "t_t_speaker"
+    extra = rows(("c.wav", "s1", "angry")).assign(mood="calm")
+    listing = listing_from_rows(extra, root=corpus, extra_columns=["mood"])
+    assert listing.utterances["mood"].tolist() == ["calm"]
+    with pytest.raises(ValueError, match=r"\['speaker'\] would overwrite"):
+        listing_from_rows(rows(("c.wav", "s1", "angry")), root=corpus, extra_columns=["speaker"])

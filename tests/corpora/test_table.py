@@ -230,3 +230,59 @@ def test_serhpo_prepare_reads_a_tab_separated_table_named_in_reader_options(
     assert status == 0
     manifest = pd.read_csv(out / "m.csv", keep_default_na=False)
     assert len(manifest) == 4 and set(manifest["label"]) == {"anger", "sadness", ""}
+
+
+# --- extra columns never fill a configured field -----------------------------------------------
+@pytest.mark.parametrize(
+    "name",
+    [
+        "original_label",
+        "speaker",
+        "path",
+        "gender",
+        "id",
+        "sentence",
+        "utterance_id",
+        "source_path",
+    ],
+)
+def test_an_extra_column_never_overrides_a_configured_one(tmp_path: Path, name: str) -> None:
+    root = tmp_path / "corpus"
+    write_tone(root / "a.wav")
+    write_tone(root / "b.wav", seconds=0.9)
+    poison = {
+        "path": ["b.wav", "a.wav"],  # existing files, swapped: silently wrong if read
+        "id": ["x1", "x2"],
+        "original_label": ["happy", "happy"],
+    }.get(name, ["narrator", "narrator"])
+    table = pd.DataFrame(
+        {
+            "wav": ["a.wav", "b.wav"],
+            "actor": ["S1", "S2"],
+            "emotion": ["angry", "sad"],
+            "sex": ["F", "M"],
+            "text": ["one", "two"],
+            name: poison,
+        }
+    )
+    table.to_csv(root / "table.csv", index=False)
+    options = {
+        "columns": {
+            "path": "wav",
+            "speaker": "actor",
+            "label": "emotion",
+            "gender": "sex",
+            "sentence": "text",
+        }
+    }
+    listing = get_format("table", options, corpus="mine").list_utterances(root)
+    utterances = listing.utterances
+    assert listing.rejected.empty
+    assert utterances["utterance_id"].tolist() == ["a", "b"]
+    assert [Path(p).name for p in utterances["source_path"]] == ["a.wav", "b.wav"]
+    assert utterances["speaker"].tolist() == ["S1", "S2"]
+    assert utterances["original_label"].tolist() == ["angry", "sad"]
+    assert utterances["gender"].tolist() == ["female", "male"]
+    assert utterances["sentence"].tolist() == ["one", "two"]
+    assert utterances[f"table_{name}"].tolist() == poison  # kept, under another name
+    assert listing.labels == ("angry", "sad")

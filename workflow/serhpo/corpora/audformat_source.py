@@ -36,7 +36,12 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from serhpo.corpora.base import CorpusFormat, Listing
-from serhpo.corpora.generic import ROW_COLUMNS, SourceOptions, listing_from_rows
+from serhpo.corpora.generic import (
+    ROW_COLUMNS,
+    SourceOptions,
+    extra_column_name,
+    listing_from_rows,
+)
 from serhpo.errors import UserError
 
 if TYPE_CHECKING:  # audformat is imported when a database is read or written
@@ -256,15 +261,17 @@ def _list_database(root: Path, options: SourceOptions) -> Listing:
     for table_id in dict.fromkeys(t for t, _ in [*label_found, *speaker_found]):
         for column_id in db[table_id].columns:
             if (table_id, column_id) not in used:
-                name = column_id if column_id not in rows.columns else f"{table_id}.{column_id}"
+                # A column named like a field (e.g. 'id' when columns.id is unset) is renamed.
+                name = extra_column_name(column_id, prefix=f"{table_id}.", taken=rows.columns)
                 extra_found.setdefault(name, []).append((table_id, column_id))
     for name, found in extra_found.items():
         rows[name] = per_file(_first_of(db, found))
     extras = list(extra_found)
     for name in mapped_fields:
         if name != gender_name and name not in rows.columns:
-            rows[name] = per_file(_first_of(db, speaker_found[:1], map=name))
-            extras.append(name)
+            key = extra_column_name(name, prefix="speaker.", taken=rows.columns)
+            rows[key] = per_file(_first_of(db, speaker_found[:1], map=name))
+            extras.append(key)
 
     label_scheme = db[label_found[0][0]].columns[label_found[0][1]].scheme_id
     declared = options.labels

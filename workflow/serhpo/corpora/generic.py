@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -33,6 +33,10 @@ from serhpo.errors import UserError
 
 #: Columns of the rows :func:`listing_from_rows` reads (``id`` and extras may follow).
 ROW_COLUMNS = ["location", "path", "speaker", "original_label", "gender", "sentence"]
+
+#: Names an extra (unconfigured) column can never keep: they carry meaning in the rows or
+#: the listing, and only a configured column may fill them.
+RESERVED_COLUMNS = frozenset({*ROW_COLUMNS, "id", *LISTING_COLUMNS})
 
 #: Gender spellings read as ``female`` / ``male`` (case-insensitive); others are kept as written.
 _GENDERS = {
@@ -121,6 +125,26 @@ class SourceOptions:
             columns=chosen,
             labels=tuple(str(label) for label in labels) if labels is not None else None,
         )
+
+
+def extra_column_name(column: str, *, prefix: str, taken: Collection[str] = ()) -> str:
+    """The name an extra column keeps: its own, or ``prefix`` + it while that is reserved
+    (:data:`RESERVED_COLUMNS`) or ``taken``.
+
+    An extra column never fills a field a configured column fills: a table's own
+    ``original_label``, ``speaker``, ``path``, ``gender`` or ``id`` column, when the config
+    names other columns for these, is kept under another name and means nothing.
+
+    Example:
+        >>> extra_column_name("original_label", prefix="table_")
+        'table_original_label'
+        >>> extra_column_name("mood", prefix="table_"), extra_column_name("id", prefix="t.")
+        ('mood', 't.id')
+    """
+    name = column
+    while name in RESERVED_COLUMNS or name in taken:
+        name = prefix + name
+    return name
 
 
 def _reject(row: Mapping[str, Any], category: str, detail: str, *, source_path: str) -> dict:
@@ -224,7 +248,8 @@ def listing_from_rows(
             id; without it ids are :func:`derived_ids`), and ``extra_columns``.
         root: the corpus folder that paths are relative to.
         labels: the corpus' declared labels (others are rejected), or ``None``.
-        extra_columns: further columns, kept after :data:`LISTING_COLUMNS`.
+        extra_columns: further columns, kept after :data:`LISTING_COLUMNS`; none may be
+            one of :data:`RESERVED_COLUMNS` (see :func:`extra_column_name`).
 
     Returns:
         The listing: ``utterances`` (``source_path`` absolute, not resolved), ``rejected``
@@ -237,6 +262,9 @@ def listing_from_rows(
         >>> listing_from_rows(rows, root=Path("corpus")).rejected["reason"].tolist()
         ["missing: 'a.wav' is not in corpus (line 2)"]
     """
+    clashing = sorted(set(extra_columns) & RESERVED_COLUMNS)
+    if clashing:  # a reader's mistake: name them with extra_column_name
+        raise ValueError(f"extra columns {clashing} would overwrite the rows' own fields")
     root_abs = Path(os.path.abspath(root))
     real_root = Path(os.path.realpath(root))
     records = [{**row, "_order": order} for order, row in enumerate(rows.to_dict("records"))]

@@ -32,7 +32,12 @@ from pathlib import Path
 import pandas as pd
 
 from serhpo.corpora.base import CorpusFormat, Listing
-from serhpo.corpora.generic import ROW_COLUMNS, SourceOptions, listing_from_rows
+from serhpo.corpora.generic import (
+    ROW_COLUMNS,
+    SourceOptions,
+    extra_column_name,
+    listing_from_rows,
+)
 from serhpo.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -131,7 +136,8 @@ def rows_of(table: pd.DataFrame, *, name: str, options: SourceOptions) -> pd.Dat
     """A read table as :func:`~serhpo.corpora.generic.listing_from_rows`' rows, extras after.
 
     A ``gender`` or ``sentence`` column is taken when ``columns`` names none; the other
-    columns are extras, kept in the manifest.
+    columns are extras, kept in the manifest, renamed ``table_<name>`` when their name is
+    one of the rows' own fields (:func:`~serhpo.corpora.generic.extra_column_name`).
     """
     columns = options.columns
     gender = columns.gender or ("gender" if "gender" in table.columns else None)
@@ -154,7 +160,13 @@ def rows_of(table: pd.DataFrame, *, name: str, options: SourceOptions) -> pd.Dat
     used = {columns.path, columns.speaker, columns.label, gender, sentence, columns.id}
     for column in table.columns:
         if column not in used:
-            rows[column] = table[column]
+            # An unconfigured column named like a field (e.g. 'original_label', 'speaker',
+            # 'id') is kept as 'table_<name>': only configured columns carry meaning.
+            others = [other for other in table.columns if other != column]
+            name = extra_column_name(column, prefix="table_", taken=[*rows.columns, *others])
+            if name != column:
+                log.warning("the table's column %r is kept in the manifest as %r", column, name)
+            rows[name] = table[column]
     return rows
 
 
