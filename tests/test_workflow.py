@@ -95,6 +95,25 @@ def test_a_bad_config_key_stops_before_any_work(tmp_path: Path, snakemake_tools)
     assert not (workdir / "results").exists() and not (workdir / "resources").exists()
 
 
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"search_space": {"maxlen": {"choices": []}}},
+         "config key search_space.maxlen.choices: found []; expected a list of at least two"),
+        ({"corpora": {"emodb": {"source": "data/emodb"}}},
+         "config key corpora.emodb.source: found 'data/emodb', but "),
+    ],
+)  # fmt: skip
+def test_a_bad_search_space_or_a_missing_source_folder_stops_the_dry_run(
+    tmp_path: Path, snakemake_tools, config: dict, message: str
+) -> None:
+    workdir = snakemake_tools.copy(tmp_path)
+    result = snakemake_tools.run(workdir, "-n", configs=[config])
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert "Job stats" not in result.stdout
+
+
 def test_rules_are_formatted_with_snakefmt() -> None:
     files = ["Snakefile", *sorted(str(p) for p in (REPO_ROOT / "workflow/rules").glob("*.smk"))]
     result = subprocess.run(
