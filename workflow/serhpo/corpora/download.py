@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from serhpo import __version__
 from serhpo.errors import UserError
+from serhpo.files import honour_umask
 
 logger = logging.getLogger(__name__)
 
@@ -450,6 +451,7 @@ def _stage_and_install(dest: Path, fill: Callable[[Path], None]) -> None:
     for stale in dest.parent.glob(f".{dest.name}.incoming-*"):  # left by a killed run
         shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.incoming-", dir=dest.parent))
+    honour_umask(staging, directory=True)  # mkdtemp's 0700 would become dest's mode
     try:
         fill(staging)
         _install(staging, dest)
