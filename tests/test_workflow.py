@@ -114,6 +114,17 @@ def test_a_bad_search_space_or_a_missing_source_folder_stops_the_dry_run(
     assert "Job stats" not in result.stdout
 
 
+def test_the_readme_says_how_to_unlock_after_a_kill_and_no_profile_drops_the_lock() -> None:
+    # Issue 15: a killed run leaves a lock that the next run stops on. nolock would hide that
+    # but let two runs in one folder write the same files, so the README explains --unlock.
+    readme = (REPO_ROOT / "README.md").read_text()
+    reliability = readme.split("## Reliability", 1)[1].split("\n## ", 1)[0]
+    assert "snakemake --profile profiles/demo --unlock" in reliability
+    for profile in ("demo", "slurm"):
+        settings = yaml.safe_load((REPO_ROOT / f"profiles/{profile}/config.yaml").read_text())
+        assert settings.get("rerun-incomplete") is True and not settings.get("nolock")
+
+
 def test_rules_are_formatted_with_snakefmt() -> None:
     files = ["Snakefile", *sorted(str(p) for p in (REPO_ROOT / "workflow/rules").glob("*.smk"))]
     result = subprocess.run(
