@@ -180,6 +180,21 @@ def test_the_corpus_folder_gets_the_umask_not_the_staging_folders_0700(server, t
     assert dest.stat().st_mode & 0o777 == 0o755
 
 
+def test_a_private_tar_member_gets_the_umask_too(tmp_path):
+    private = tarfile.TarInfo("wav/03a01Fa.wav")
+    private.size, private.mode = 4, 0o600
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tf:
+        tf.addfile(private, io.BytesIO(b"RIFF"))
+    (tmp_path / "a.tar.gz").write_bytes(buffer.getvalue())
+    previous = os.umask(0o022)
+    try:
+        extract_archive(tmp_path / "a.tar.gz", tmp_path / "out")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "out/wav/03a01Fa.wav").stat().st_mode & 0o777 == 0o644
+
+
 def test_unpinned_checksum_is_logged_for_pinning(server, tmp_path, caplog):
     base, state = server
     state.files["/corpus.tar.gz"] = archive = _tar_bytes(list(CORPUS.items()))
