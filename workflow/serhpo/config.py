@@ -223,10 +223,11 @@ def check_config(config: Mapping[str, Any], *, project_dir: Path | None = None) 
         UserError: naming the key, what was found and what is allowed.
 
     Example:
-        >>> check_config({"search_space": {"lr": {"type": "uniform", "low": 1, "high": 0}}})
+        >>> check_config({"search_space": {"x": {"type": "int", "low": 2, "high": 1}}})
+        ... # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        serhpo.errors.UserError: config key search_space.lr: found low=1, high=0; ...
+        serhpo.errors.UserError: config key search_space.x: found low=2, high=1; ...
     """
     from serhpo.hpo.space import SearchSpace  # numpy; the config module stays light
 
