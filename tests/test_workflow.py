@@ -95,6 +95,36 @@ def test_a_bad_config_key_stops_before_any_work(tmp_path: Path, snakemake_tools)
     assert not (workdir / "results").exists() and not (workdir / "resources").exists()
 
 
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"search_space": {"maxlen": {"choices": []}}},
+         "config key search_space.maxlen.choices: found []; expected a list of at least two"),
+        ({"corpora": {"emodb": {"source": "data/emodb"}}},
+         "config key corpora.emodb.source: found 'data/emodb', but "),
+    ],
+)  # fmt: skip
+def test_a_bad_search_space_or_a_missing_source_folder_stops_the_dry_run(
+    tmp_path: Path, snakemake_tools, config: dict, message: str
+) -> None:
+    workdir = snakemake_tools.copy(tmp_path)
+    result = snakemake_tools.run(workdir, "-n", configs=[config])
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert "Job stats" not in result.stdout
+
+
+def test_the_readme_says_how_to_unlock_after_a_kill_and_no_profile_drops_the_lock() -> None:
+    # Issue 15: a killed run leaves a lock that the next run stops on. nolock would hide that
+    # but let two runs in one folder write the same files, so the README explains --unlock.
+    readme = (REPO_ROOT / "README.md").read_text()
+    reliability = readme.split("## Reliability", 1)[1].split("\n## ", 1)[0]
+    assert "snakemake --profile profiles/demo --unlock" in reliability
+    for profile in ("demo", "slurm"):
+        settings = yaml.safe_load((REPO_ROOT / f"profiles/{profile}/config.yaml").read_text())
+        assert settings.get("rerun-incomplete") is True and not settings.get("nolock")
+
+
 def test_rules_are_formatted_with_snakefmt() -> None:
     files = ["Snakefile", *sorted(str(p) for p in (REPO_ROOT / "workflow/rules").glob("*.smk"))]
     result = subprocess.run(

@@ -4,7 +4,13 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
-from serhpo.config import drop_nulls, load_schema, validate_config, with_defaults
+from serhpo.config import (
+    check_config,
+    drop_nulls,
+    load_schema,
+    validate_config,
+    with_defaults,
+)
 from serhpo.corpora import GENERIC_FORMATS, format_name, source_inputs
 from serhpo.hpo.settings import PARALLEL_ENGINES
 
@@ -43,6 +49,10 @@ def corpus_config(corpus):
 # Each corpus' reader: its format, or else its name. A corpus without one (say, a new corpus
 # without format: table) stops the run here, before any work.
 CORPUS_FORMATS = {c: format_name(c, config["corpora"][c]) for c in CORPORA}
+# What the schema cannot say, each naming its key: the search spaces (bounds, types, choices),
+# label_map targets, and that each local source folder exists (before Snakemake would say
+# "Missing input files" naming no key).
+check_config(config, project_dir=Path.cwd())
 
 
 def corpus_format(corpus):

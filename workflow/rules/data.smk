@@ -84,6 +84,7 @@ rule prepare_corpus:
         "--label-map {params.label_map:q} --target-labels {params.target_labels:q} "
         "--expect-count {params.expect_count} --sample-rate {params.audio[sample_rate]} "
         "--min-duration {params.audio[min_duration_s]} "
+        "--min-sample-rate {params.audio[min_sample_rate]} "
         "--silence-dbfs {params.audio[silence_dbfs]} --loudness-lufs {params.loudness} "
         "--peak-dbfs {params.audio[loudness][peak_dbfs]} --threads {threads} > {log} 2>&1"
 

@@ -19,6 +19,10 @@ from serhpo.errors import UserError
 
 #: stage name -> (module implementing it, one-line help)
 STAGES: dict[str, tuple[str, str]] = {
+    "check-config": (
+        "serhpo.config",
+        "check config files as the workflow does before any job, naming file, line and key",
+    ),
     "download": (
         "serhpo.corpora.download",
         "download and unpack a corpus (resumable, checksummed)",
