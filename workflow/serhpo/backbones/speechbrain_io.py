@@ -349,6 +349,10 @@ def load_encoder_classifier(
     ``pretrained_path`` overrides, so nothing is read from the network or from where
     the folder was first written.
 
+    HyperPyYAML evaluates the tags of ``hyperparams.yaml``, so this runs whatever code the
+    file names: use it only on folders you built or fetched yourself (the tests compare
+    :func:`load_backbone` with it). serhpo's stages use :func:`load_backbone`.
+
     Args:
         folder: a backbone folder (see the module docstring).
         savedir: where SpeechBrain links the collected files; ``None`` reads them in place.

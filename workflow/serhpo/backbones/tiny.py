@@ -1,8 +1,10 @@
 """A tiny wav2vec2 with random weights, in the SpeechBrain IEMOCAP classifier's layout.
 
-It exercises exactly the code path of ``speechbrain/emotion-recognition-wav2vec2-IEMOCAP``
-(``EncoderClassifier.from_hparams``, SpeechBrain's wav2vec2 wrapper, the pretrainer,
-the label encoder) offline and in milliseconds, for the demo profile and the tests.
+It has exactly the layout of ``speechbrain/emotion-recognition-wav2vec2-IEMOCAP``
+(``EncoderClassifier.from_hparams`` loads it: SpeechBrain's wav2vec2 wrapper, the
+pretrainer, the label encoder; serhpo builds the same modules itself with
+:func:`~serhpo.backbones.speechbrain_io.load_backbone`), offline and in milliseconds, for
+the demo profile and the tests.
 Its numbers mean nothing about emotion; its cost and plumbing are those of the real one.
 
 Like the real model, the folder holds "base" weights in ``wav2vec2/`` (here: random)
