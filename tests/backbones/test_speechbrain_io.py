@@ -174,6 +174,11 @@ def _truncate(path: Path) -> None:
         ),
         ("hyperparams.yaml", lambda p: p.write_text("a: [unclosed\n"), r"cannot be read as YAML"),
         ("wav2vec2/model.safetensors", _truncate, r"wav2vec2 weights in .* cannot be loaded"),
+        (
+            "wav2vec2/config.json",
+            lambda p: p.write_text(p.read_text().replace('"wav2vec2"', '"hubert"')),
+            r"describes a 'hubert' model",
+        ),
     ],
 )
 def test_a_damaged_backbone_file_is_a_user_error_naming_it(

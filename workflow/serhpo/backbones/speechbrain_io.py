@@ -541,15 +541,18 @@ def _build_wav2vec2(folder: Path) -> nn.Module:
 
     source = folder / WAV2VEC2_SUBDIR
     try:
-        config = Wav2Vec2Config.from_json_file(source / "config.json")
-    except (OSError, ValueError, TypeError) as error:
+        raw = json.loads((source / "config.json").read_text())
+        model_type = raw.get("model_type", "wav2vec2")
+        # As AutoConfig reads it for SpeechBrain (plain JSON; no code is ever loaded).
+        config = Wav2Vec2Config.from_pretrained(str(source), local_files_only=True)
+    except (OSError, ValueError, TypeError, AttributeError) as error:
         raise UserError(
             f"{source / 'config.json'} is not a wav2vec2 configuration "
             f"({type(error).__name__}: {error}). {_refetch(folder)}"
         ) from None
-    if getattr(config, "model_type", None) != "wav2vec2":
+    if model_type != "wav2vec2":
         raise UserError(
-            f"{source / 'config.json'} describes a {config.model_type!r} model; expected "
+            f"{source / 'config.json'} describes a {model_type!r} model; expected "
             f"'wav2vec2'. {_refetch(folder)}"
         )
     # Missing weights would be drawn at random: never from the caller's random stream.
