@@ -82,7 +82,9 @@ rule prepare_corpus:
         "--silence-dbfs {params.audio[silence_dbfs]} --threads {threads} > {log} 2>&1"
 
 
-rule split_corpus:
+# A checkpoint: with split.folds: loso the outer folds are the tuning corpus' speakers, known
+# once its split exists (workflow/rules/crossval.smk).
+checkpoint split_corpus:
     input:
         manifest=rules.prepare_corpus.output.manifest,
     output:
@@ -96,7 +98,7 @@ rule split_corpus:
         mem_mb=1000,
         runtime=5,
     params:
-        split=config["split"],
+        split=lambda wc: split_settings(wc.corpus),
         seed=config["seed"],
     shell:
         "serhpo split {input.manifest} {output.split} --strategy {params.split[strategy]} "

@@ -778,9 +778,7 @@ def run(args: argparse.Namespace) -> int:
                 parse_folds(args.inner_folds, key="--inner-folds") if args.inner_folds else None
             )
             # Reports come once per inner fold (the running mean), not per epoch.
-            settings = settings.with_overrides(
-                pruning=replace(settings.pruning, step="inner fold")
-            )
+            settings = settings.with_overrides(pruning=replace(settings.pruning, step="inner fold"))
         objective = TrainerObjective(
             config=config,
             split_csv=args.split,
