@@ -166,3 +166,13 @@ def test_retraining_a_fold_scores_its_held_out_speakers_once(
     assert probabilities.sum(axis=1).round(3).eq(1.0).all()
     assert summary["held_out_bca"] > LEARNS
     assert math.isfinite(summary["inner_bca"]) and yaml.safe_dump(summary)
+
+
+def test_a_fold_without_a_study_result_says_what_to_run(tmp_path: Path) -> None:
+    from serhpo.crossval import read_best
+
+    (tmp_path / "best.yaml").write_text("engine: optuna\n")
+    with pytest.raises(UserError, match="lacks params and value.*hpo_cv"):
+        read_best(tmp_path / "best.yaml")
+    (tmp_path / "best.yaml").write_text(yaml.safe_dump({"params": {"lr": 0.1}, "value": 0.6}))
+    assert read_best(tmp_path / "best.yaml")["value"] == 0.6

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 
 from serhpo.config import add_config_arguments, read_stage_config
 from serhpo.data import SplitData, utterances_of
@@ -429,8 +430,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``serhpo cv-fold``: retrain the fold's best configuration, score its held-out."""
-    from serhpo.final import read_best
-
     config = read_stage_config(args.config, args.config_json)
     predictions, summary = retrain_and_score_fold(
         config,
@@ -455,6 +454,33 @@ def run(args: argparse.Namespace) -> int:
         summary["n_test"],
     )
     return 0
+
+
+def read_best(path: Path) -> dict[str, Any]:
+    """An outer fold study's best.yaml (``params`` and ``value`` checked).
+
+    (Not :func:`serhpo.final.read_best`: the hpo stage imports this module, and its
+    environment lacks what serhpo.final imports.)
+
+    Example:
+        >>> read_best(Path("results/hpo/optuna/fold-0/best.yaml"))["params"]  # doctest: +SKIP
+        {'lr': 0.0123, 'epochs': 17}
+    """
+    path = Path(path)
+    try:
+        best = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except yaml.YAMLError as error:
+        raise UserError(f"{path} is not valid YAML ({error}); rerun the hpo_cv rule.") from None
+    if (
+        not isinstance(best, dict)
+        or not isinstance(best.get("params"), dict)
+        or "value" not in best
+    ):
+        raise UserError(
+            f"{path} is missing or lacks params and value; expected the best.yaml of an outer "
+            "fold's study (results/hpo/<engine>/fold-<fold>/best.yaml). Run the hpo_cv rule."
+        )
+    return best
 
 
 def _plain(value: Any) -> Any:
