@@ -176,3 +176,15 @@ def test_a_fold_without_a_study_result_says_what_to_run(tmp_path: Path) -> None:
         read_best(tmp_path / "best.yaml")
     (tmp_path / "best.yaml").write_text(yaml.safe_dump({"params": {"lr": 0.1}, "value": 0.6}))
     assert read_best(tmp_path / "best.yaml")["value"] == 0.6
+
+
+def test_a_fold_study_never_reads_its_held_out_speakers(
+    split_csv: Path, config: dict, tmp_path: Path
+) -> None:
+    table = pd.read_csv(split_csv, dtype={"speaker": str})
+    table.loc[table["fold"] == 0, "path"] = "never/read.wav"  # the held-out audio is gone
+    table.to_csv(tmp_path / "split.csv", index=False)
+    objective = build_cv_objective(config, split_csv=tmp_path / "split.csv", outer_fold=0)
+    assert objective({"epochs": 2}, never_prune).status == TrialStatus.COMPLETE
+    with pytest.raises(UserError, match="never/read.wav"):
+        build_cv_objective(config, split_csv=tmp_path / "split.csv", outer_fold=1)

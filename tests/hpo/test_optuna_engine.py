@@ -128,7 +128,8 @@ def test_workers_sync_a_journal_whose_only_finished_trial_was_interrupted(tmp_pa
 def test_optunas_pruner_spares_trials_within_the_margin(score: float, pruned: bool) -> None:
     settings = HpoSettings(pruning=PruningSettings(enabled=True, min_trials=3, min_epochs=1))
     engine = OptunaEngine(SPACE, settings)
-    assert isinstance(engine.study.pruner, MarginMedianPruner) and engine.study.pruner.margin == 0.05
+    pruner = engine.study.pruner
+    assert isinstance(pruner, MarginMedianPruner) and pruner.margin == 0.05
     for value in (0.50, 0.52, 0.54):  # completed trials, median 0.52 after step 1
         proposal = engine.ask()
         engine.report(proposal, 1, value)
