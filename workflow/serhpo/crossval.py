@@ -39,7 +39,7 @@ import json
 import logging
 import math
 import statistics
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +193,9 @@ def _check_labels(table: pd.DataFrame, labels: tuple[str, ...], split_csv: Path)
         )
 
 
-def _family(config: Mapping[str, Any], cache_dir: Path | None, backbone_dir: Path | None):
+def _family(
+    config: Mapping[str, Any], cache_dir: Path | None, backbone_dir: Path | None
+) -> tuple[str, Path, Path | None]:
     backbone_config = config.get("backbone") or {}
     backbone = str(backbone_config.get("name", DEFAULT_BACKBONE))
     if cache_dir is None:
@@ -223,7 +225,7 @@ def build_cv_objective(
     cache_dir: Path | None = None,
     backbone_dir: Path | None = None,
     root: Path | None = None,
-):
+) -> Callable[[dict[str, Any], EpochReporter], TrialResult]:
     """Load an outer fold's inner folds and the feature cache once; return the CV objective.
 
     Reads config ``seed``, ``target_labels``, ``backbone``, ``model``, ``training`` and
