@@ -312,3 +312,26 @@ def test_speaker_cv_reruns_exactly_what_a_key_reaches(cv_dag: Path, snakemake_to
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result.stdout)
     assert jobs == {"hpo_cv": 3, "cv_fold": 3, "cv_pool": 1, "report": 1, "all": 1}
+
+
+def test_each_outer_fold_is_a_slurm_job_with_the_training_resources(
+    tmp_path: Path, snakemake_tools
+) -> None:
+    workdir = snakemake_tools.copy(tmp_path)
+    extra = {"split": {"strategy": "speaker", "folds": 3}, "training": {"device": "cuda"}}
+    result = slurm_dry_run(workdir, snakemake_tools, extra)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = dry_run_jobs(result.stdout)
+    engines = ["ax", "hyperopt", "optuna", "grid", "random"]
+    for rule in ("hpo_cv", "cv_fold"):
+        folds = sorted(
+            (job["wildcards"]["engine"], job["wildcards"]["fold"])
+            for job in jobs
+            if job["rule"] == rule
+        )
+        assert folds == sorted((e, f) for e in engines for f in ("0", "1", "2"))
+        for job in (job for job in jobs if job["rule"] == rule):
+            assert job["resources"]["gpu"] == "1" and int(job["resources"]["mem_mb"]) == 8000
+    assert sorted(j["wildcards"]["engine"] for j in jobs if j["rule"] == "cv_pool") == sorted(
+        engines
+    )
