@@ -24,6 +24,16 @@ rule report:
             category="Tables",
         ),
         headline_md="results/tables/headline.md",
+        # With speaker cross-validation only: held-out BCA per speaker and engine.
+        cv_per_speaker=(
+            report(
+                "results/plots/cv_per_speaker.png",
+                caption="../report/cv_per_speaker.rst",
+                category="Evaluation",
+            )
+            if CV
+            else []
+        ),
         table3=report(
             "results/tables/table3_time_to_threshold.csv",
             caption="../report/table3_time_to_threshold.rst",
