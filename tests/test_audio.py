@@ -4,7 +4,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from serhpo.audio import AudioChecks, AudioRejected, prepare_waveform, rms_dbfs, to_mono, write_wav
+from serhpo.audio import (
+    AudioChecks,
+    AudioRejected,
+    Loudness,
+    active_level_dbfs,
+    prepare_waveform,
+    rms_dbfs,
+    to_mono,
+    write_wav,
+)
 
 
 def tone(seconds: float, rate: int, *, freq: float = 220.0, amp: float = 0.3) -> np.ndarray:
@@ -90,3 +99,62 @@ def test_written_wav_is_16_bit_and_clipped(tmp_path: Path) -> None:
 
 def test_rms_dbfs_of_full_scale_sine_is_minus_3() -> None:
     assert rms_dbfs(tone(1.0, 16000, amp=1.0)) == pytest.approx(-3.01, abs=0.05)
+
+
+def test_quiet_real_speech_is_kept_while_silence_and_a_faint_noise_floor_are_rejected(
+    shared_corpora: Path, tmp_path: Path
+) -> None:
+    # A real RAVDESS utterance 25 dB down (a corpus recorded far quieter than EmoDB): its
+    # whole-file RMS falls far below -60 dBFS (the old check's threshold), its active speech
+    # stays above the default -70 dBFS.
+    original, rate = sf.read(
+        sorted((shared_corpora / "ravdess-sample" / "Actor_01").glob("*.wav"))[0],
+        dtype="float32",
+    )
+    quiet = tmp_path / "quiet.wav"
+    sf.write(quiet, original * 10 ** (-25 / 20), rate, subtype="FLOAT")
+    checks = AudioChecks()
+    audio = prepare_waveform(quiet, checks=checks)
+    assert rms_dbfs(audio.samples) < -70  # a whole-file RMS check would have rejected it
+    assert active_level_dbfs(audio.samples, sample_rate=16000) > -70
+
+    noise = tmp_path / "noise.wav"
+    hiss = 10 ** (-75 / 20) * np.random.default_rng(0).standard_normal(3 * 16000)
+    sf.write(noise, hiss.astype(np.float32), 16000, subtype="FLOAT")
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(3 * 16000, dtype=np.float32), 16000)
+    for path in (noise, silent):
+        with pytest.raises(AudioRejected) as caught:
+            prepare_waveform(path, checks=checks)
+        assert caught.value.reason.startswith("silent: active level")
+
+
+def test_active_level_ignores_pauses_that_pull_the_whole_file_rms_down() -> None:
+    burst = tone(0.5, 16000, amp=0.1)
+    speech = np.concatenate([np.zeros(32000, dtype=np.float32), burst, np.zeros(32000)])
+    assert active_level_dbfs(speech, sample_rate=16000) == pytest.approx(-23.0, abs=0.2)
+    assert rms_dbfs(speech) < -31
+
+
+def test_loudness_normalisation_reaches_the_target_and_never_clips(tmp_path: Path) -> None:
+    pyloudnorm = pytest.importorskip("pyloudnorm")
+    rng = np.random.default_rng(1)
+    quiet = tmp_path / "quiet.wav"
+    sf.write(quiet, (0.01 * rng.standard_normal(32000)).astype(np.float32), 16000)
+    loudness = Loudness(enabled=True, target_lufs=-23.0, peak_dbfs=-1.0)
+    audio = prepare_waveform(quiet, loudness=loudness)
+    meter = pyloudnorm.Meter(16000)
+    assert meter.integrated_loudness(audio.samples.astype(np.float64)) == pytest.approx(
+        -23.0, abs=0.1
+    )
+    assert audio.gain_db > 10 and not audio.peak_limited
+    # A spiky file: one click at 0.5 of full scale in near-silence. Reaching -23 LUFS would
+    # push the click far past full scale; the gain stops at the -1 dBFS peak limit instead.
+    spiky = tmp_path / "spiky.wav"
+    wave = (1e-3 * rng.standard_normal(32000)).astype(np.float32)
+    wave[16000] = 0.5
+    sf.write(spiky, wave, 16000, subtype="FLOAT")
+    audio = prepare_waveform(spiky, loudness=loudness)
+    assert audio.peak_limited
+    assert np.abs(audio.samples).max() == pytest.approx(10 ** (-1 / 20), rel=1e-3)
+    assert prepare_waveform(spiky).gain_db == 0.0  # off by default

@@ -5,6 +5,7 @@ import yaml
 
 from serhpo.config import (
     deep_merge,
+    drop_nulls,
     load_config,
     load_schema,
     read_stage_config,
@@ -94,3 +95,51 @@ def test_stage_config_json_errors_say_what_was_found(text: str, message: str) ->
 def test_stage_config_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="missing.yaml does not exist"):
         read_stage_config([tmp_path / "missing.yaml"])
+
+
+OVERRIDE = {
+    "corpora": {"cremad": None, "emodb": {"source": "synthetic"}},
+    "search_space": {"unfreeze": None, "maxlen": 48000, "epochs": {"type": "fixed", "value": 3}},
+}
+
+
+def test_an_override_file_removes_with_null_and_keeps_the_nulls_the_schema_allows(
+    tmp_path: Path,
+) -> None:
+    override = write(tmp_path, "override.yaml", OVERRIDE)
+    for config in (
+        load_config([REPO / "config.yaml", override]),
+        read_stage_config([REPO / "config.yaml", override]),
+    ):
+        assert sorted(config["corpora"]) == ["emodb", "ravdess"]
+        assert sorted(config["search_space"]) == ["epochs", "lr", "maxlen"]
+        assert config["search_space"]["maxlen"] == 48000
+        # A null that means something stays: ravdess drops 'surprised', sha256 is unpinned.
+        assert config["corpora"]["ravdess"]["label_map"]["surprised"] is None
+        assert config["corpora"]["ravdess"]["sha256"] is None
+
+
+def test_drop_nulls_names_what_it_removed_and_restores_defaults() -> None:
+    schema = load_schema()
+    removed: list[str] = []
+    merged = deep_merge(
+        {"corpora": {"a": {"source": "synthetic"}, "b": {"source": "download"}}, "seed": 3},
+        {"corpora": {"b": None}, "seed": None, "evaluation": {"bootstrap": None}},
+    )
+    cleaned = drop_nulls(merged, schema, removed=removed)
+    assert removed == ["corpora.b", "seed", "evaluation.bootstrap"]
+    completed = with_defaults(cleaned, schema)
+    assert completed["seed"] == 0 and completed["evaluation"]["bootstrap"] == 1000
+    assert list(completed["corpora"]) == ["a"]
+
+
+def test_a_pinned_parameter_is_validated_and_proposed_as_is() -> None:
+    from serhpo.hpo.space import SearchSpace
+
+    config = with_defaults(
+        drop_nulls({"search_space": {"lr": {"type": "uniform", "low": 0, "high": 1},
+                                      "maxlen": 48000}}, load_schema()),
+        load_schema(),
+    )  # fmt: skip
+    validate_config({"search_space": config["search_space"]}, load_schema())
+    assert SearchSpace.from_config(config["search_space"]).fixed_values() == {"maxlen": 48000}

@@ -150,10 +150,11 @@ def test_pruning_margin_spares_trials_near_the_median(split_csv: Path, config: d
     assert "after inner fold 1 by more than 0.05" in rule.median(1, 0.60, completed)
 
 
+@pytest.mark.parametrize("normalise", ["none", "speaker"])
 def test_retraining_a_fold_scores_its_held_out_speakers_once(
-    split_csv: Path, config: dict, tmp_path: Path
+    split_csv: Path, config: dict, normalise: str
 ) -> None:
-    best = {"engine": "random", "trial": 0, "value": 0.7, "params": {"lr": 1e-2}}
+    best = {"engine": "random", "trial": 0, "value": 0.7, "params": {"normalise": normalise}}
     predictions, summary = retrain_and_score_fold(
         config, best=best, split_csv=split_csv, outer_fold=1, engine="random"
     )

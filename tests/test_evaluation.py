@@ -37,8 +37,9 @@ MODEL = {"n_mels": 32, "channels": 8, "conv_blocks": 2, "embedding_size": 32}
 TRAINING = {"batch_size": 8, "threads": 1, "maxlen": 16000}
 BEST = {"engine": "hyperopt", "trial": 1, "value": 0.5, "metric": "bca"}
 EXACT_KEYS = {
-    "model", "corpus", "protocol", "part", "zero_shot", "n", "labels", "bca", "bca_ci95",
-    "accuracy", "macro_f1", "per_class_recall", "confusion", "notes",
+    "model", "corpus", "protocol", "part", "zero_shot", "label_set", "chance", "n", "labels",
+    "bca", "bca_ci95", "accuracy", "macro_f1", "per_class_recall", "confusion", "unrestricted",
+    "normalise", "loudness", "features", "notes",
 }  # fmt: skip
 
 
@@ -101,6 +102,9 @@ def check_consistent(result: dict) -> None:
     for key, value in expected.items():
         assert result[key] == pytest.approx(value), key
     assert np.sum(result["confusion"]) == result["n"]
+    assert result["chance"] == pytest.approx(
+        1 / len(result["labels"] if result["label_set"] == "shared" else LABELS)
+    )
     low, high = result["bca_ci95"]
     assert low <= result["bca"] <= high
     for label, row in zip(result["labels"], result["confusion"], strict=True):
@@ -187,6 +191,7 @@ def test_a_zero_shot_corpus_is_scored_whole_and_a_missing_label_is_reported(setu
         [
             "evaluate", "--model-dir", str(setup["model"]), "--split", str(setup["other"]),
             "--config", str(setup["config"]), "--bootstrap", "200", "--out", str(out),
+            "--zero-shot-labels", "all",
         ]
     )  # fmt: skip
     assert status == 0
@@ -194,6 +199,7 @@ def test_a_zero_shot_corpus_is_scored_whole_and_a_missing_label_is_reported(setu
     check_consistent(result)
     assert result["n"] == len(pd.read_csv(setup["other"]))  # every part, every labelled row
     assert (result["corpus"], result["part"], result["zero_shot"]) == ("other", "all", True)
+    assert (result["label_set"], result["unrestricted"]) == ("all", None)
     assert result["per_class_recall"]["boredom"] is None
     assert result["confusion"][LABELS.index("boredom")] == [0] * len(LABELS)
     assert any("boredom" in note and "absent" in note for note in result["notes"])
@@ -219,10 +225,17 @@ def test_the_pretrained_head_of_the_tiny_backbone_gives_a_zero_shot_json(setup, 
     result = json.loads(out.read_text())
     check_consistent(result)
     assert (result["model"], result["part"], result["zero_shot"]) == ("pretrained", "test", True)
-    assert result["labels"] == LABELS  # IEMOCAP's four mapped, plus boredom from the truth
+    # Scored on the four IEMOCAP labels it shares with the corpus; boredom's rows left out.
+    assert result["label_set"] == "shared" and result["chance"] == 0.25
+    assert result["labels"] == ["anger", "happiness", "neutral", "sadness"]
+    split = pd.read_csv(setup["split"])
+    test = split[split["part"] == "test"]
+    assert result["n"] == int((test["label"] != "boredom").sum())
+    unrestricted = result["unrestricted"]
+    assert unrestricted["labels"] == LABELS  # IEMOCAP's four mapped, plus boredom from the truth
+    assert unrestricted["n"] == len(test) and unrestricted["chance"] == 0.25
     boredom = LABELS.index("boredom")
-    assert all(row[boredom] == 0 for row in result["confusion"])  # never predicted
-    assert any("cannot predict ['boredom']" in note for note in result["notes"])
+    assert all(row[boredom] == 0 for row in unrestricted["confusion"])  # never predicted
 
 
 def test_a_home_corpus_without_a_test_part_is_a_user_error(setup, tmp_path):
@@ -233,3 +246,114 @@ def test_a_home_corpus_without_a_test_part_is_a_user_error(setup, tmp_path):
             load_final_model(setup["model"]), split_csv=tmp_path / "no_test.csv",
             model_name="hyperopt", role="tune", protocol="stratified", resamples=10,
         )  # fmt: skip
+
+
+def test_zero_shot_scores_the_shared_labels_by_default_and_keeps_the_unrestricted_score(
+    setup, tmp_path
+):
+    final = load_final_model(setup["model"])
+    # Logits that always favour boredom, which the zero-shot corpus never holds: over all
+    # outputs every utterance is an error; over the shared labels the runner-up counts.
+    true_logits = final.logits_of_items
+
+    def boredom_first(items, *, batch_size=8):
+        logits = true_logits(items, batch_size=batch_size)
+        logits[:, final.labels.index("boredom")] = 1e6
+        return logits
+
+    final.logits_of_items = boredom_first
+    kwargs = dict(
+        split_csv=setup["other"], model_name="hyperopt", role="zero_shot", protocol="speaker",
+        target_labels=LABELS, resamples=50,
+    )  # fmt: skip
+    shared = evaluate(final, **kwargs)
+    check_consistent(shared)
+    assert shared["label_set"] == "shared"
+    assert shared["labels"] == ["anger", "happiness", "neutral", "sadness"]
+    assert shared["chance"] == 0.25 and shared["n"] == len(pd.read_csv(setup["other"]))
+    assert shared["bca"] > 0.25  # the model's own ranking of the four labels
+    unrestricted = shared["unrestricted"]
+    assert unrestricted["bca"] == 0.0 and unrestricted["chance"] == 0.2
+    assert unrestricted["labels"] == LABELS
+    everything = evaluate(final, zero_shot_labels="all", **kwargs)
+    assert everything["bca"] == 0.0 and everything["label_set"] == "all"
+    assert everything["chance"] == 0.2 and everything["unrestricted"] is None
+
+
+def test_features_come_from_the_cache_once_per_feature_and_preprocessing(setup, tmp_path):
+    from serhpo.data import Preprocessing
+    from serhpo.features import FeatureCache
+
+    kwargs = dict(
+        split_csv=setup["other"], model_name="hyperopt", role="zero_shot", protocol="speaker",
+        target_labels=LABELS, resamples=20,
+    )  # fmt: skip
+    n = len(pd.read_csv(setup["other"]))
+    final = load_final_model(setup["model"])
+
+    def cache() -> FeatureCache:  # a new process' cache: nothing in memory
+        return FeatureCache(tmp_path / "features", backbone=final.cache_name, memory_bytes=0)
+
+    first = evaluate(final, cache=cache(), **kwargs)
+    assert first["features"] == {
+        "cache_dir": str(tmp_path / "features"), "read": 0, "computed": n
+    }  # fmt: skip
+    second = evaluate(load_final_model(setup["model"]), cache=cache(), **kwargs)
+    assert (second["features"]["read"], second["features"]["computed"]) == (n, 0)
+    assert second["confusion"] == first["confusion"]
+    uncached = evaluate(final, **kwargs)  # computed in memory: the same predictions
+    assert uncached["confusion"] == first["confusion"] and uncached["features"]["computed"] == n
+    # A model that preprocesses differently gets its own entries.
+    final.preprocessing = Preprocessing(maxlen=8000, padding=True)
+    other = evaluate(final, cache=cache(), **kwargs)
+    assert (other["features"]["read"], other["features"]["computed"]) == (0, n)
+
+
+def test_a_model_trained_with_speaker_normalisation_standardises_the_scored_corpus(setup, tmp_path):
+    import shutil
+
+    from serhpo.data import load_split
+    from serhpo.normalisation import normalise_items
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(setup["model"], model_dir)
+    metadata = json.loads((model_dir / "model.json").read_text())
+    metadata["training"]["normalise"] = "speaker"
+    (model_dir / "model.json").write_text(json.dumps(metadata))
+    final = load_final_model(model_dir)
+    out = tmp_path / "other.json"
+    status = cli.main(
+        [
+            "evaluate", "--model-dir", str(model_dir), "--split", str(setup["other"]),
+            "--config", str(setup["config"]), "--bootstrap", "20", "--out", str(out),
+            "--cache-dir", str(tmp_path / "features"),
+        ]
+    )  # fmt: skip
+    assert status == 0
+    result = json.loads(out.read_text())
+    assert result["normalise"] == "speaker" and result["loudness"] == "off"
+    assert any("per speaker" in note for note in result["notes"])
+    # The same predictions as standardising each speaker's features by hand.
+    split = load_split(setup["other"], parts=("train", "valid", "test"), labels=LABELS)
+    utterances = [u for part in ("train", "valid", "test") for u in split.parts[part]]
+    feature = final.model.frozen_feature(final.model.stage)
+    items = normalise_items(
+        final.feature_items(utterances), utterances, mode="speaker", sequence=feature.sequence
+    )
+    predicted = final.logits_of_items(items).argmax(dim=1).numpy()
+    counts = np.zeros((len(LABELS), len(LABELS)), dtype=int)
+    for utterance, output in zip(utterances, predicted, strict=True):
+        shared = result["labels"]
+        if utterance.label in shared:
+            counts[LABELS.index(utterance.label), LABELS.index(final.labels[output])] += 1
+    index = [LABELS.index(label) for label in result["labels"]]
+    assert np.array_equal(counts[np.ix_(index, index)], np.array(result["confusion"]))
+    # Without the key (an older model): none.
+    del metadata["training"]["normalise"]
+    (model_dir / "model.json").write_text(json.dumps(metadata))
+    plain = evaluate(
+        load_final_model(model_dir), split_csv=setup["other"], model_name="m",
+        role="zero_shot", protocol="speaker", target_labels=LABELS, resamples=10,
+    )  # fmt: skip
+    assert plain["normalise"] == "none"
+    assert plain["confusion"] != result["confusion"]  # the standardisation changed predictions

@@ -121,3 +121,25 @@ def test_the_table_shows_only_labelled_files():
     ]
     text = format_predictions(predictions, labels=["anger", "sadness"])
     assert text.split() == ["file", "label", "anger", "sadness", "a.wav", "anger", "0.750", "0.250"]
+
+
+def test_a_model_trained_on_level_normalised_audio_normalises_new_recordings(model, tmp_path):
+    import shutil
+
+    pytest.importorskip("pyloudnorm")
+    model_dir = tmp_path / "model"
+    shutil.copytree(model["dir"], model_dir)
+    metadata = json.loads((model_dir / "model.json").read_text())
+    assert metadata["loudness"] == {}  # trained without: nothing applied
+    samples, rate = sf.read(model["original"], dtype="float32")
+    quiet = tmp_path / "quiet.wav"
+    sf.write(quiet, samples * 10 ** (-20 / 20), rate, subtype="FLOAT")
+    plain = load_final_model(model["dir"])
+    as_is = predict_files(plain, [model["original"], quiet])
+    assert not plain.loudness.enabled
+    metadata["loudness"] = {"enabled": True, "target_lufs": -23.0, "peak_dbfs": -1.0}
+    (model_dir / "model.json").write_text(json.dumps(metadata))
+    levelled = predict_files(load_final_model(model_dir), [model["original"], quiet])
+    # The same recording 20 dB quieter gets the same probabilities once both are levelled.
+    assert levelled[0].probabilities == pytest.approx(levelled[1].probabilities, abs=1e-3)
+    assert as_is[0].probabilities != pytest.approx(as_is[1].probabilities, abs=1e-3)

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from serhpo.audio import Loudness
 from serhpo.cli import main
 from serhpo.corpora import get_format
 from serhpo.corpora.base import LISTING_COLUMNS, CorpusFormat, Listing
@@ -203,3 +204,41 @@ def test_a_readers_extra_columns_follow_the_manifests_own_renamed_when_they_clas
     ).manifest
     assert list(manifest.columns) == [*MANIFEST_COLUMNS, "take", "toy_fold"]
     assert set(manifest["toy_fold"]) == {"studio"}
+
+
+def test_a_byte_identical_copy_under_another_name_is_a_duplicate_and_the_first_is_kept(
+    toy_corpus: Path, tmp_path: Path
+) -> None:
+    copy = toy_corpus / "s4_angry_9.wav"
+    copy.write_bytes((toy_corpus / "s1_angry_1.wav").read_bytes())
+    result = prepare_corpus(
+        corpus="toy", fmt=TOY, raw_dir=toy_corpus, out_dir=tmp_path / "16k", target_labels=TARGETS
+    )
+    assert "s1_angry_1" in set(result.manifest["utterance_id"])
+    assert "s4_angry_9" not in set(result.manifest["utterance_id"])
+    reasons = dict(zip(result.rejects["utterance_id"], result.rejects["reason"], strict=True))
+    assert reasons["s4_angry_9"].startswith("duplicate: same audio content")
+    assert str((toy_corpus / "s1_angry_1.wav").resolve()) in reasons["s4_angry_9"]
+    assert not (tmp_path / "16k" / "s4_angry_9.wav").exists()
+    assert result.summary["rejected_per_reason"]["duplicate"] == 1
+
+
+def test_loudness_normalisation_is_named_in_the_summary(toy_corpus: Path, tmp_path: Path) -> None:
+    off = prepare_corpus(
+        corpus="toy", fmt=TOY, raw_dir=toy_corpus, out_dir=tmp_path / "a", target_labels=TARGETS
+    )
+    assert off.summary["loudness"] == {"enabled": False}
+    on = prepare_corpus(
+        corpus="toy",
+        fmt=TOY,
+        raw_dir=toy_corpus,
+        out_dir=tmp_path / "b",
+        target_labels=TARGETS,
+        loudness=Loudness(enabled=True, target_lufs=-30.0),
+    )
+    assert on.summary["loudness"]["enabled"] and on.summary["loudness"]["target_lufs"] == -30.0
+    assert on.summary["loudness"]["peak_limited"] == 0
+    # The 0.2-amplitude tones (about -17 LUFS) come down by about 13 dB.
+    assert on.summary["loudness"]["gain_db"]["median"] == pytest.approx(-13, abs=2)
+    levels = [np.abs(sf.read(path)[0]).max() for path in on.manifest["path"]]
+    assert max(levels) < 0.1

@@ -114,3 +114,31 @@ def test_speaker_split_of_two_speakers_says_what_to_do(manifest: pd.DataFrame) -
 def test_too_many_folds_for_speakers_is_refused(manifest: pd.DataFrame) -> None:
     with pytest.raises(UserError, match="11.*10 speakers"):
         split_manifest(manifest, strategy="speaker", folds=11)
+
+
+def test_a_two_speaker_zero_shot_corpus_is_not_split_and_keeps_every_labelled_row(
+    manifest: pd.DataFrame,
+) -> None:
+    two = manifest[manifest["speaker"].isin(["00", "01"])].copy()
+    two.loc[two.index[:40], "label"] = ""  # unmapped rows: left out
+    two = two[~((two["label"] == "fear") & (two["speaker"] == "01"))]
+    two = two.drop(two[two["label"] == "fear"].index[1:])  # one fear utterance only
+    split = split_manifest(two, strategy="speaker", folds=5, role="zero_shot")
+    assert set(split["part"]) == {"test"}
+    assert len(split) == (two["label"] != "").sum()
+    assert "fold" not in split.columns
+
+
+def test_the_split_command_passes_the_role(manifest: pd.DataFrame, tmp_path) -> None:
+    from serhpo import cli
+
+    two = manifest[manifest["speaker"].isin(["00", "01"])]
+    two.to_csv(tmp_path / "manifest.csv", index=False)
+    status = cli.main(
+        [
+            "split", str(tmp_path / "manifest.csv"), str(tmp_path / "split.csv"),
+            "--strategy", "speaker", "--role", "zero_shot",
+        ]
+    )  # fmt: skip
+    assert status == 0
+    assert set(pd.read_csv(tmp_path / "split.csv")["part"]) == {"test"}

@@ -169,6 +169,9 @@ def test_bad_training_values_are_user_errors():
         TrainingConfig.split_params({"lr": -1})
     with pytest.raises(UserError, match="'epochs' got 2.5"):
         TrainingConfig.split_params({"epochs": 2.5})
+    with pytest.raises(UserError, match="normalise must be one of"):
+        TrainingConfig.split_params({"normalise": "utterance"})
+    assert TrainingConfig().normalise == "none"
     config, model = TrainingConfig.split_params(
         {"epochs": np.int64(3), "maxlen": 48000.0, "padding": "off", "arch": "cnn"}
     )

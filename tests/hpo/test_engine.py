@@ -84,3 +84,31 @@ def test_derived_seeds_differ_by_part_and_fit_31_bits() -> None:
     seeds = {derived_seed(0, worker, count) for worker in range(3) for count in range(50)}
     assert len(seeds) == 150
     assert all(0 <= seed < 2**31 for seed in seeds)
+
+
+PINNED = SearchSpace.from_config(
+    {
+        "lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
+        "maxlen": 48000,  # pinned by a plain value
+        "architecture": {"type": "fixed", "value": "cnn"},
+    }
+)
+
+
+@pytest.mark.parametrize("name", ENGINE_NAMES)
+def test_every_engine_proposes_a_pinned_parameter_as_is_and_resumes_with_it(name: str) -> None:
+    settings = HpoSettings(engine=name, seed=1, n_sobol=5, n_startup_trials=3, grid_points=2)
+    engine = make_engine(PINNED, settings)
+    finished = []
+    for number in range(3 if name != "grid" else 2):
+        proposal = engine.ask()
+        assert proposal.params["maxlen"] == 48000 and proposal.params["architecture"] == "cnn"
+        assert PINNED.check(proposal.params) == proposal.params
+        engine.tell(proposal, value=0.5, status=TrialStatus.COMPLETE, seconds=1.0)
+        finished.append(
+            FinishedTrial(number, proposal.params, 0.5, TrialStatus.COMPLETE, 1.0, (0.5,))
+        )
+    resumed = make_engine(PINNED, settings)
+    resumed.replay(finished)
+    if name != "grid":  # a two-point grid is spent
+        assert resumed.ask().params["maxlen"] == 48000

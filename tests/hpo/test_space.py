@@ -145,7 +145,7 @@ BAD: list[tuple[dict[str, Any], list[str]]] = [
         ["search_space.maxlen.grid", "one of [1, 2]"],
     ),
     ({"x-y": {"type": "uniform", "low": 0, "high": 1}}, ["search_space.x-y", "letters, digits"]),
-    ({"lr": 0.001}, ["search_space.lr", "0.001", "mapping"]),
+    ({"lr": [0.001]}, ["search_space.lr", "[0.001]", "mapping"]),
     ([1, 2], ["search_space", "mapping of parameter name"]),
     (
         {"channels": {"type": "int", "low": 1, "high": 4, "when": {"arch": "cnn"}}},
@@ -188,3 +188,18 @@ def test_a_bad_definition_is_rejected_naming_the_key(definition: Any, fragments:
         SearchSpace.from_config(definition)
     for fragment in fragments:
         assert fragment in str(raised.value)
+
+
+def test_a_parameter_is_pinned_by_type_fixed_or_a_plain_value() -> None:
+    space = SearchSpace.from_config(
+        {"lr": {"type": "uniform", "low": 0.0, "high": 1.0}, "maxlen": 48000,
+         "arch": {"type": "fixed", "value": "cnn"}}
+    )  # fmt: skip
+    assert space.fixed_values() == {"maxlen": 48000, "arch": "cnn"}
+    assert space["maxlen"].grid_values(5) == (48000,)
+    assert space.check({"lr": 0.5, "maxlen": "48000", "arch": "cnn"})["maxlen"] == 48000
+    with pytest.raises(ValueError):
+        space.check({"lr": 0.5, "maxlen": 32000, "arch": "cnn"})
+    assert len(space.grid(3)) == 3
+    with pytest.raises(UserError, match="value"):
+        SearchSpace.from_config({"maxlen": {"type": "fixed", "value": [1, 2]}})

@@ -107,3 +107,28 @@ def test_a_table_without_results_of_this_run_says_so():
     document = zero_shot_markdown(zero_shot_table([], settings=settings), notes=["no evals"])
     assert "No results of this run yet" in document and "- no evals" in document
     assert "Split protocol" not in document
+
+
+def test_table6_names_the_label_set_chance_and_normalisation_of_each_score(tmp_path):
+    import json
+
+    data = {
+        "model": "ax", "corpus": "ravdess", "protocol": "speaker", "part": "all",
+        "zero_shot": True, "label_set": "shared", "chance": 1 / 6, "n": 10,
+        "labels": ["anger", "disgust", "fear", "happiness", "sadness", "neutral"],
+        "bca": 0.4, "bca_ci95": [0.3, 0.5], "confusion": (6 * [6 * [0]]),
+        "unrestricted": {"bca": 0.25}, "normalise": "speaker",
+        "loudness": "-23 LUFS (peak limit -1 dBFS)",
+    }  # fmt: skip
+    (tmp_path / "e.json").write_text(json.dumps(data))
+    evaluation = read_evaluation(tmp_path / "e.json")
+    settings = ReportSettings.from_config({"split": {"strategy": "speaker"}})
+    table = zero_shot_table([evaluation], settings=settings)
+    row = table[table["model"] == "ax"].iloc[0]
+    assert (row["label_set"], row["chance"], row["bca_unrestricted"]) == ("shared", 1 / 6, 0.25)
+    document = zero_shot_markdown(table)
+    assert (
+        "ravdess, ax: shared labels anger disgust fear happiness sadness neutral "
+        "(chance 0.167; all outputs: 0.250)" in document
+    )
+    assert "ax: speaker" in document and "-23 LUFS (peak limit -1 dBFS)" in document

@@ -80,6 +80,11 @@ def test_param_effects_handle_text_choices_and_conditional_parameters(fake_run, 
     studies[0] = type(studies[0])("ax", extra, None, studies[0].path)
     path = plot_param_effects(studies, tmp_path / "param_effects.png", settings=SETTINGS)
     _assert_real_png(path, min_width=1500)
+    # a loguniform child whose parent never chose it: no value at all, no log axis
+    extra["param_lr"] = math.nan
+    studies[0] = type(studies[0])("ax", extra, None, studies[0].path)
+    path = plot_param_effects(studies[:1], tmp_path / "no_lr.png", settings=SETTINGS)
+    _assert_real_png(path, min_width=1500)
 
 
 @pytest.mark.parametrize("engine", ["ax", "grid", "someone-else"])

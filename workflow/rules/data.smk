@@ -71,6 +71,11 @@ rule prepare_corpus:
         target_labels=as_json(config["target_labels"]),
         expect_count=lambda wc: prepare_expect_count(wc.corpus),
         audio=config["audio"],
+        loudness=(
+            config["audio"]["loudness"]["target_lufs"]
+            if config["audio"]["loudness"]["enabled"]
+            else "none"
+        ),
     shell:
         "serhpo prepare --corpus {wildcards.corpus} --format {params.format} "
         "--raw {input.raw} --reader-options {params.reader:q} --out {output.audio} "
@@ -79,7 +84,8 @@ rule prepare_corpus:
         "--label-map {params.label_map:q} --target-labels {params.target_labels:q} "
         "--expect-count {params.expect_count} --sample-rate {params.audio[sample_rate]} "
         "--min-duration {params.audio[min_duration_s]} "
-        "--silence-dbfs {params.audio[silence_dbfs]} --threads {threads} > {log} 2>&1"
+        "--silence-dbfs {params.audio[silence_dbfs]} --loudness-lufs {params.loudness} "
+        "--peak-dbfs {params.audio[loudness][peak_dbfs]} --threads {threads} > {log} 2>&1"
 
 
 # A checkpoint: with split.folds: loso the outer folds are the tuning corpus' speakers, known
@@ -100,8 +106,10 @@ checkpoint split_corpus:
     params:
         split=lambda wc: split_settings(wc.corpus),
         seed=config["seed"],
+        # A zero-shot corpus is not split (every labelled row is test).
+        role=lambda wc: corpus_config(wc.corpus)["role"],
     shell:
         "serhpo split {input.manifest} {output.split} --strategy {params.split[strategy]} "
         "--test-fraction {params.split[test_fraction]} "
         "--valid-fraction {params.split[valid_fraction]} --folds {params.split[folds]} "
-        "--seed {params.seed} > {log} 2>&1"
+        "--seed {params.seed} --role {params.role} > {log} 2>&1"

@@ -59,9 +59,13 @@ rule evaluate:
         protocol=config["split"]["strategy"],
         seed=config["seed"],
         bootstrap=config["evaluation"]["bootstrap"],
+        zero_shot_labels=config["evaluation"]["zero_shot_labels"],
+        # Frozen features through the trials' cache (atomic writes: parallel jobs share it).
+        cache_dir=config["features"]["cache_dir"],
         settings=stage_settings("target_labels", "audio"),
     shell:
         "serhpo evaluate {params.which} --model-name {wildcards.model} --split {input.split} "
         "--corpus {wildcards.corpus} --role {params.role} --protocol {params.protocol} "
         "--seed {params.seed} --bootstrap {params.bootstrap} --threads {threads} "
+        "--zero-shot-labels {params.zero_shot_labels} --cache-dir {params.cache_dir:q} "
         "--config-json {params.settings:q} --out {output.scores} > {log} 2>&1"

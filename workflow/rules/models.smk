@@ -62,6 +62,7 @@ rule cache_features:
         backbone=BACKBONE,
         backbone_option=backbone_option,
         model=as_json(config["model"]),
+        model_choices=cached_model_choices(),
         maxlens=cached_maxlens(),
         padding="on" if config["training"]["padding"] else "off",
         labels=" ".join(config["target_labels"]),
@@ -69,5 +70,6 @@ rule cache_features:
     shell:
         "serhpo cache-features {input.split} --cache-dir {params.cache_dir} "
         "--backbone {params.backbone} {params.backbone_option} "
-        "--model-params {params.model:q} --maxlen {params.maxlens} --padding {params.padding} "
+        "--model-params {params.model:q} --model-choices {params.model_choices:q} "
+        "--maxlen {params.maxlens} --padding {params.padding} "
         "--parts {params.parts} --labels {params.labels} --summary {output.summary} > {log} 2>&1"

@@ -1,11 +1,18 @@
-"""Audio loading, downmixing, resampling and the checks that decide whether a file is usable.
+"""Audio loading, downmixing, resampling, level normalisation and the checks that decide
+whether a file is usable.
 
 Every stage that reads audio (corpus preparation, prediction) goes through
 :func:`prepare_waveform`, so a recording is treated the same wherever it enters.
+
+The silence check judges the active speech, not the whole file: a recording is silent when
+the 95th percentile of its 20-ms frame levels (:func:`active_level_dbfs`) is below
+``audio.silence_dbfs``. Quiet but real speech (a corpus recorded 20 dB below another) keeps
+loud frames well above a noise floor, while digital silence and a faint hiss have none.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +23,12 @@ import soxr
 
 #: soxr's "very high quality" preset: linear phase, passband to 95 % of Nyquist.
 RESAMPLE_QUALITY = "VHQ"
+
+#: The silence check's frames (seconds) and the percentile of their levels it compares.
+ACTIVE_FRAME_S = 0.02
+ACTIVE_PERCENTILE = 95.0
+
+log = logging.getLogger(__name__)
 
 
 class AudioRejected(Exception):
@@ -35,11 +48,36 @@ class AudioChecks:
 
     Attributes:
         min_duration_s: shortest usable duration, after resampling.
-        silence_dbfs: a file whose RMS level is below this (dB relative to full scale) is silent.
+        silence_dbfs: a file whose active-speech level (:func:`active_level_dbfs`, dB
+            relative to full scale) is below this is silent.
     """
 
     min_duration_s: float = 0.5
-    silence_dbfs: float = -60.0
+    silence_dbfs: float = -70.0
+
+
+@dataclass(frozen=True)
+class Loudness:
+    """Level normalisation of prepared recordings (config ``audio.loudness``).
+
+    Each recording's integrated loudness (ITU-R BS.1770-4, gated, via ``pyloudnorm``) is
+    brought to ``target_lufs``; when that gain would push a sample peak above
+    ``peak_dbfs``, the gain is lowered so that the peak sits at ``peak_dbfs`` instead
+    (a peak limit: no clipping), and the file is counted as limited.
+
+    Attributes:
+        enabled: off by default (the paper keeps each corpus' own level).
+        target_lufs: the loudness every recording is brought to.
+        peak_dbfs: the highest sample peak allowed after the gain.
+
+    Example:
+        >>> Loudness(enabled=True, target_lufs=-23.0).target_lufs
+        -23.0
+    """
+
+    enabled: bool = False
+    target_lufs: float = -23.0
+    peak_dbfs: float = -1.0
 
 
 @dataclass(frozen=True)
@@ -51,12 +89,16 @@ class PreparedAudio:
         sample_rate: the target rate.
         original_sample_rate: the file's own rate.
         original_channels: the file's channel count.
+        gain_db: the level normalisation's gain (0 when it is off).
+        peak_limited: the gain was lowered to keep the peak at ``Loudness.peak_dbfs``.
     """
 
     samples: np.ndarray
     sample_rate: int
     original_sample_rate: int
     original_channels: int
+    gain_db: float = 0.0
+    peak_limited: bool = False
 
     @property
     def duration_s(self) -> float:
@@ -110,6 +152,35 @@ def rms_dbfs(samples: np.ndarray) -> float:
     return 20.0 * math.log10(rms) if rms > 0 else -math.inf
 
 
+def active_level_dbfs(
+    samples: np.ndarray,
+    *,
+    sample_rate: int,
+    frame_s: float = ACTIVE_FRAME_S,
+    percentile: float = ACTIVE_PERCENTILE,
+) -> float:
+    """The level of the active speech: a high percentile of the frames' RMS levels, in dBFS.
+
+    The signal is cut into non-overlapping ``frame_s`` frames (a shorter signal is one
+    frame); the ``percentile`` of their mean squares is returned in dB relative to full
+    scale, ``-inf`` for digital silence. Pauses and leading silence do not pull it down,
+    as they do a whole-file RMS.
+
+    Example:
+        >>> speech = np.concatenate([np.zeros(16000), np.full(4000, 0.1)]).astype(np.float32)
+        >>> round(active_level_dbfs(speech, sample_rate=16000), 1), round(rms_dbfs(speech), 1)
+        (-20.0, -27.0)
+    """
+    frame = max(1, round(frame_s * sample_rate))
+    count = max(1, len(samples) // frame)
+    squares = np.square(
+        samples[: count * frame] if len(samples) >= frame else samples, dtype=np.float64
+    )
+    energy = squares.reshape(count, -1).mean(axis=1)
+    level = float(np.percentile(energy, percentile))
+    return 10.0 * math.log10(level) if level > 0 else -math.inf
+
+
 def check_waveform(samples: np.ndarray, *, sample_rate: int, checks: AudioChecks) -> None:
     """Raise :class:`AudioRejected` when a mono waveform is not usable for training or testing."""
     if not np.all(np.isfinite(samples)):
@@ -120,22 +191,67 @@ def check_waveform(samples: np.ndarray, *, sample_rate: int, checks: AudioChecks
             f"too short: {duration:.3f} s, shorter than "
             f"audio.min_duration_s = {checks.min_duration_s} s"
         )
-    level = rms_dbfs(samples)
+    level = active_level_dbfs(samples, sample_rate=sample_rate)
     if level < checks.silence_dbfs:
         raise AudioRejected(
-            f"silent: RMS {level:.1f} dBFS, below audio.silence_dbfs = {checks.silence_dbfs} dBFS"
+            f"silent: active level {level:.1f} dBFS (the {ACTIVE_PERCENTILE:g}th percentile "
+            f"of {ACTIVE_FRAME_S * 1000:g}-ms frame levels; whole-file RMS "
+            f"{rms_dbfs(samples):.1f} dBFS), below audio.silence_dbfs = {checks.silence_dbfs} dBFS"
         )
 
 
+def normalise_loudness(
+    samples: np.ndarray, *, sample_rate: int, loudness: Loudness
+) -> tuple[np.ndarray, float, bool]:
+    """Bring a mono waveform to ``loudness.target_lufs`` under the peak limit.
+
+    Returns:
+        ``(samples, gain_db, peak_limited)``; the input unchanged with gain 0 when the
+        loudness cannot be measured (shorter than BS.1770's 0.4-s block, or entirely
+        below its -70 LUFS gate).
+
+    Example:
+        >>> tone = (0.01 * np.sin(np.arange(16000) / 5)).astype(np.float32)
+        >>> out, gain, limited = normalise_loudness(
+        ...     tone, sample_rate=16000, loudness=Loudness(enabled=True, target_lufs=-23))
+        >>> round(gain, 1) > 0, limited
+        (True, False)
+    """
+    import pyloudnorm  # only preparation with audio.loudness.enabled needs it
+
+    if len(samples) < round(0.4 * sample_rate):
+        return samples, 0.0, False
+    measured = pyloudnorm.Meter(sample_rate).integrated_loudness(samples.astype(np.float64))
+    if not math.isfinite(measured):
+        return samples, 0.0, False
+    gain_db = loudness.target_lufs - measured
+    peak = float(np.max(np.abs(samples)))
+    limited = False
+    if peak > 0:
+        headroom_db = loudness.peak_dbfs - 20.0 * math.log10(peak)
+        if gain_db > headroom_db:
+            gain_db, limited = headroom_db, True
+    scaled = (samples * np.float32(10.0 ** (gain_db / 20.0))).astype(np.float32)
+    return scaled, float(gain_db), limited
+
+
 def prepare_waveform(
-    path: Path, *, sample_rate: int = 16000, checks: AudioChecks | None = None
+    path: Path,
+    *,
+    sample_rate: int = 16000,
+    checks: AudioChecks | None = None,
+    loudness: Loudness | None = None,
 ) -> PreparedAudio:
-    """Decode a file, downmix it to mono, resample it and check it.
+    """Decode a file, downmix it to mono, resample it, check it, and normalise its level.
+
+    The checks judge the recording as it was; the level normalisation (when
+    ``loudness.enabled``) follows them.
 
     Args:
         path: any audio file libsndfile can decode.
         sample_rate: the target rate.
         checks: rejection thresholds; the defaults of :class:`AudioChecks` when ``None``.
+        loudness: level normalisation; none when ``None`` or not enabled.
 
     Raises:
         AudioRejected: with the reason the file cannot be used.
@@ -148,6 +264,11 @@ def prepare_waveform(
     samples, original_rate = read_audio(path)
     mono = resample(to_mono(samples), from_rate=original_rate, to_rate=sample_rate)
     check_waveform(mono, sample_rate=sample_rate, checks=checks or AudioChecks())
+    gain_db, limited = 0.0, False
+    if loudness is not None and loudness.enabled:
+        mono, gain_db, limited = normalise_loudness(
+            mono, sample_rate=sample_rate, loudness=loudness
+        )
     # A high-quality resampler may overshoot full scale by a little; clip before 16-bit storage.
     np.clip(mono, -1.0, 1.0, out=mono)
     return PreparedAudio(
@@ -155,6 +276,8 @@ def prepare_waveform(
         sample_rate=sample_rate,
         original_sample_rate=original_rate,
         original_channels=samples.shape[1],
+        gain_db=gain_db,
+        peak_limited=limited,
     )
 
 

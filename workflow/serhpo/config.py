@@ -4,6 +4,13 @@ The JSON Schema in ``workflow/schemas/config.schema.yaml`` is the one place wher
 their allowed values and their defaults are written down; Snakemake's ``validate`` checks it
 at start, and :func:`with_defaults` fills defaults the same way for keys nested under
 ``additionalProperties`` (one entry per corpus), which ``validate`` leaves alone.
+
+An override file removes what an earlier file declares by setting it to ``null``
+(``corpora: {cremad: null}``, ``search_space: {unfreeze: null}``): Snakemake's own merge of
+several ``--configfile``s, like :func:`deep_merge`, leaves ``None`` there, and
+:func:`drop_nulls` removes every ``None`` that the schema does not accept as a value (a
+``null`` the schema allows, such as ``label_map: {surprised: null}`` or ``sha256: null``,
+keeps its meaning). A key that has a default gets it back.
 """
 
 from __future__ import annotations
@@ -45,6 +52,55 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+def _accepts_null(node: Any) -> bool:
+    return isinstance(node, Mapping) and jsonschema.Draft202012Validator(node).is_valid(None)
+
+
+def drop_nulls(
+    config: Mapping[str, Any],
+    schema: Mapping[str, Any],
+    *,
+    removed: list[str] | None = None,
+) -> dict[str, Any]:
+    """A copy of ``config`` without the ``None`` entries that the schema does not allow.
+
+    This is how an override file removes a corpus, a search-space parameter or any other
+    entry an earlier file declares: ``corpora: {cremad: null}``. A ``None`` where the
+    schema accepts ``null`` stays; a ``None`` under a key the schema does not know stays
+    too, so that validation names the unknown key.
+
+    Args:
+        config: the merged configuration.
+        schema: the config schema.
+        removed: when given, the dotted path of every entry removed is appended to it.
+
+    Example:
+        >>> schema = {"properties": {"corpora": {"additionalProperties": {"type": "object"}},
+        ...                          "sha256": {"type": ["string", "null"]}}}
+        >>> drop_nulls({"corpora": {"emodb": {}, "cremad": None}, "sha256": None}, schema)
+        {'corpora': {'emodb': {}}, 'sha256': None}
+    """
+
+    def clean(value: Any, node: Any, path: str) -> Any:
+        if not isinstance(value, Mapping):
+            return value
+        node = node if isinstance(node, Mapping) else {}
+        properties = node.get("properties", {})
+        extra = node.get("additionalProperties")
+        cleaned = {}
+        for key, item in value.items():
+            sub = properties.get(key, extra if isinstance(extra, Mapping) else None)
+            where = f"{path}.{key}" if path else str(key)
+            if item is None and sub is not None and not _accepts_null(sub):
+                if removed is not None:
+                    removed.append(where)
+                continue
+            cleaned[key] = clean(item, sub, where)
+        return cleaned
+
+    return clean(copy.deepcopy(dict(config)), schema, "")
 
 
 def with_defaults(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
@@ -97,6 +153,8 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Non
 def load_config(paths: Sequence[Path], *, schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
     """Read, merge (later files win), validate and complete config files.
 
+    A ``null`` in a later file removes the entry (:func:`drop_nulls`).
+
     Example:
         >>> config = load_config([Path("config.yaml")])  # doctest: +SKIP
         >>> config["split"]["strategy"]
@@ -107,7 +165,7 @@ def load_config(paths: Sequence[Path], *, schema_path: Path = SCHEMA_PATH) -> di
         with open(path) as stream:
             merged = deep_merge(merged, yaml.safe_load(stream) or {})
     schema = load_schema(schema_path)
-    completed = with_defaults(merged, schema)
+    completed = with_defaults(drop_nulls(merged, schema), schema)
     validate_config(completed, schema)
     return completed
 
@@ -138,7 +196,8 @@ def read_stage_config(
 ) -> dict[str, Any]:
     """Merge a stage's ``--config`` files and ``--config-json``, fill defaults, check what is set.
 
-    Only the top-level keys that were given are validated, since a stage needs only some of
+    A ``null`` in a later file removes the entry (:func:`drop_nulls`). Only the top-level keys
+    that were given are validated, since a stage needs only some of
     them (a study needs no ``corpora``); defaults fill the rest.
 
     Raises:
@@ -174,6 +233,7 @@ def read_stage_config(
             raise UserError(f"--config-json: found {type(extra).__name__}; expected a JSON object.")
         merged = deep_merge(merged, extra)
     schema = load_schema(schema_path)
+    merged = drop_nulls(merged, schema)
     completed = with_defaults(merged, schema)
     validate_config({key: completed[key] for key in merged}, schema)
     return completed

@@ -49,7 +49,7 @@ import torch
 import yaml
 
 from serhpo.config import add_config_arguments, read_stage_config
-from serhpo.data import SplitData, utterances_of
+from serhpo.data import Preprocessing, SplitData, utterances_of
 from serhpo.errors import UserError
 from serhpo.features import FeatureCache
 from serhpo.metrics import balanced_accuracy
@@ -59,7 +59,7 @@ from serhpo.training import (
     DEFAULT_CACHE_DIR,
     TrainingData,
     fit,
-    predict_utterances,
+    predict_logits,
 )
 from serhpo.trial import EpochReporter, TrialResult, TrialStatus, never_prune
 
@@ -330,7 +330,9 @@ def retrain_and_score_fold(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Retrain an outer fold's best configuration on its training speakers; score its held-out.
 
-    The held-out speakers are scored once, through the same feature cache as the trials.
+    The held-out speakers are scored once, through the same feature cache as the trials (with
+    ``normalise: corpus`` or ``speaker``, standardised by their own statistics, as evaluation
+    does).
 
     Returns:
         The predictions (one row per held-out utterance: :data:`PREDICTION_COLUMNS` and a
@@ -370,18 +372,23 @@ def retrain_and_score_fold(
             "pick another configuration from the fold's trials.csv."
         )
     held_out = split.parts["test"]
+    model = outcome.model
+    feature = model.frozen_feature(model.stage)
+    items = data.cache.get_many(
+        feature,
+        held_out,
+        Preprocessing(maxlen=outcome.config.maxlen, padding=outcome.config.padding),
+    )
+    mode = outcome.config.normalise
+    if mode != "none":  # as in training and evaluation: the held-out speakers' own statistics
+        from serhpo.normalisation import normalise_items
+
+        items = normalise_items(items, held_out, mode=mode, sequence=feature.sequence)
     previous_threads = torch.get_num_threads()
     if outcome.config.threads is not None:
         torch.set_num_threads(outcome.config.threads)
     try:
-        logits = predict_utterances(
-            outcome.model,
-            held_out,
-            cache=data.cache,
-            maxlen=outcome.config.maxlen,
-            padding=outcome.config.padding,
-            batch_size=outcome.config.eval_batch_size,
-        )
+        logits = predict_logits(model, items, batch_size=outcome.config.eval_batch_size)
     finally:
         torch.set_num_threads(previous_threads)
     probabilities = torch.softmax(logits, dim=1).numpy()

@@ -5,8 +5,9 @@ engine's final model (``results/final/{engine}/model``) or ``pretrained``, the
 backbone's own IEMOCAP head without any tuning (the paper's zero-shot row). The JSON
 holds exactly the keys the report reads, plus ``notes``::
 
-    model, corpus, protocol, part, zero_shot, n, labels, bca, bca_ci95, accuracy,
-    macro_f1, per_class_recall, confusion, notes
+    model, corpus, protocol, part, zero_shot, label_set, chance, n, labels, bca, bca_ci95,
+    accuracy, macro_f1, per_class_recall, confusion, unrestricted, normalise, loudness,
+    features, notes
 
 - The home corpus (``corpora.<name>.role: tune``) is scored on its ``test`` part only:
   this stage is the one place the test part is read.
@@ -16,6 +17,20 @@ holds exactly the keys the report reads, plus ``notes``::
   seven). A label absent from the truth keeps its row in the confusion matrix (all
   zeros) and its recall is ``null``; BCA, macro-F1 and the interval use the labels
   present in the truth, and ``notes`` says which were absent.
+- Zero-shot, by default (``evaluation.zero_shot_labels: shared``), the scores are those on
+  the labels the two corpora share: the utterances whose label the model knows, with the
+  argmax over those labels' outputs only (the other logits masked), so a seven-way model
+  is not penalised on a six-label corpus for an emotion the corpus never holds.
+  ``label_set`` says which (``shared`` or ``all``), ``chance`` is ``1 / len(labels)`` of
+  the set argmaxed over, and ``unrestricted`` keeps the score over every output and
+  every utterance beside it (``null`` in-corpus, where the two are one).
+- Frozen features come from the feature cache (``features.cache_dir``), the entries the
+  trials use: models that share a frozen feature and preprocessing compute a corpus'
+  features once. ``features`` counts the entries read and computed.
+- When the model was trained with ``normalise: corpus`` or ``speaker`` (its training
+  config), the scored corpus' features are standardised with that corpus' (or speaker's)
+  own statistics, never its labels; ``normalise`` names the mode. ``loudness`` names the
+  level normalisation of preparation (config ``audio.loudness``).
 - ``bca_ci95`` is a percentile bootstrap over utterances (``evaluation.bootstrap``
   resamples, seeded): each resample's BCA is scikit-learn's
   ``balanced_accuracy_score``, the mean recall over the classes present in that
@@ -30,6 +45,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -44,14 +60,16 @@ import torch
 from tqdm import tqdm
 
 from serhpo.config import add_config_arguments, read_stage_config
-from serhpo.data import PARTS, Utterance, load_split, read_waveform
+from serhpo.data import PARTS, Utterance, load_split
 from serhpo.errors import UserError
+from serhpo.features import FeatureCache
 from serhpo.final import (
     FinalModel,
     load_final_model,
     pretrained_final_model,
 )
 from serhpo.metrics import classification_scores
+from serhpo.normalisation import check_mode, normalise_items
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +83,8 @@ EVAL_KEYS: tuple[str, ...] = (
     "protocol",
     "part",
     "zero_shot",
+    "label_set",
+    "chance",
     "n",
     "labels",
     "bca",
@@ -73,10 +93,29 @@ EVAL_KEYS: tuple[str, ...] = (
     "macro_f1",
     "per_class_recall",
     "confusion",
+    "unrestricted",
+    "normalise",
+    "loudness",
+    "features",
     "notes",
 )
 
+#: Keys of the ``unrestricted`` score of a zero-shot evaluation.
+UNRESTRICTED_KEYS: tuple[str, ...] = (
+    "label_set",
+    "chance",
+    "n",
+    "labels",
+    "bca",
+    "bca_ci95",
+    "accuracy",
+    "macro_f1",
+    "confusion",
+)
+
 ROLES = ("tune", "zero_shot")
+#: Values of ``evaluation.zero_shot_labels``.
+LABEL_SETS = ("shared", "all")
 PROTOCOLS = ("stratified", "speaker")
 DEFAULT_RESAMPLES = 1000
 
@@ -243,17 +282,88 @@ def _labels_per_part(split_csv: Path) -> dict[str, set[str]]:
     }
 
 
-def _read_waveforms(utterances: Sequence[Utterance]) -> list[torch.Tensor]:
-    waveforms = []
-    for utterance in utterances:
+def shared_labels(
+    labels: Sequence[str], model_labels: Sequence[str], truth_labels: Sequence[str]
+) -> list[str]:
+    """The labels of ``labels`` that both the model predicts and the truth holds, in order.
+
+    Example:
+        >>> shared_labels(["anger", "boredom", "fear"], ["anger", "boredom"], ["anger", "fear"])
+        ['anger']
+    """
+    return [label for label in labels if label in model_labels and label in truth_labels]
+
+
+def model_normalise(final: FinalModel) -> str:
+    """The ``normalise`` mode of a model's training config (``none`` when it has none).
+
+    Example:
+        >>> model_normalise(final)  # doctest: +SKIP
+        'speaker'
+    """
+    training = final.metadata.get("training") or {}
+    return check_mode(str(training.get("normalise") or "none"))
+
+
+def describe_loudness(audio: Mapping[str, Any] | None) -> str:
+    """The level normalisation of preparation in words (config ``audio.loudness``).
+
+    Example:
+        >>> describe_loudness({"loudness": {"enabled": True, "target_lufs": -23, "peak_dbfs": -1}})
+        '-23 LUFS (peak limit -1 dBFS)'
+    """
+    loudness = (audio or {}).get("loudness") or {}
+    if not loudness.get("enabled"):
+        return "off"
+    target, peak = loudness.get("target_lufs", -23), loudness.get("peak_dbfs", -1)
+    return f"{target:g} LUFS (peak limit {peak:g} dBFS)"
+
+
+def corpus_logits(
+    final: FinalModel,
+    utterances: Sequence[Utterance],
+    *,
+    cache: FeatureCache | None = None,
+    normalise: str = "none",
+    batch_size: int = 8,
+    corpus: str = "",
+) -> torch.Tensor:
+    """The model's logits for every utterance, frozen features through ``cache``.
+
+    With ``normalise`` other than ``none`` the features of all ``utterances`` are
+    standardised together, per corpus or per speaker, with their own statistics
+    (:func:`serhpo.normalisation.normalise_items`); otherwise they are scored in chunks.
+
+    Raises:
+        UserError: an utterance's audio cannot be read.
+
+    Example:
+        >>> corpus_logits(final, utterances, cache=cache).shape  # doctest: +SKIP
+        torch.Size([120, 7])
+    """
+    chunk = len(utterances) if normalise != "none" else max(64, batch_size)
+    feature = final.model.frozen_feature(final.model.stage)
+    outputs = []
+    for start in tqdm(
+        range(0, len(utterances), max(1, chunk)), desc=f"evaluate on {corpus}", unit="chunk"
+    ):
+        part = list(utterances[start : start + chunk])
         try:
-            waveforms.append(read_waveform(utterance.path))
+            items = final.feature_items(part, cache=cache)
         except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
             raise UserError(
-                f"cannot read {utterance.path} (utterance {utterance.utterance_id} of "
-                f"{utterance.corpus}): {error}. Rerun the prepare stage for this corpus."
+                f"cannot read the audio of {corpus} ({error}). Rerun the prepare stage for "
+                "this corpus."
             ) from None
-    return waveforms
+        items = normalise_items(items, part, mode=normalise, sequence=feature.sequence)
+        outputs.append(final.logits_of_items(items, batch_size=batch_size))
+    if not outputs:
+        return torch.empty(0, len(final.labels))
+    return torch.cat(outputs)
+
+
+def _unrestricted(scores: Mapping[str, Any], *, chance: float) -> dict[str, Any]:
+    return {"label_set": "all", "chance": chance, **{k: scores[k] for k in UNRESTRICTED_KEYS[2:]}}
 
 
 def evaluate(
@@ -269,6 +379,10 @@ def evaluate(
     seed: int = 0,
     batch_size: int = 8,
     root: Path | None = None,
+    cache: FeatureCache | None = None,
+    zero_shot_labels: str = "shared",
+    normalise: str | None = None,
+    audio: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score a model on one corpus' split and return the evaluation JSON's content.
 
@@ -286,20 +400,27 @@ def evaluate(
         seed: the bootstrap's seed.
         batch_size: utterances per forward pass.
         root: the project root the CSV's paths are relative to (default: cwd).
+        cache: the feature cache (config ``features.cache_dir``); ``None`` computes the
+            features in memory.
+        zero_shot_labels: ``shared`` (a zero-shot score on the labels both corpora hold,
+            the unrestricted one beside it) or ``all`` (every output, every utterance).
+        normalise: feature standardisation of the scored corpus; default the model's
+            training ``normalise`` (``none`` when it has none).
+        audio: config ``audio`` (its ``loudness`` is named in the JSON).
 
     Returns:
         A mapping with the keys of :data:`EVAL_KEYS`.
 
     Raises:
-        UserError: a bad role or protocol, a truth label the evaluation cannot place,
-            unreadable audio.
+        UserError: a bad role, protocol or label set, a truth label the evaluation
+            cannot place, unreadable audio.
 
     Example:
         >>> result = evaluate(load_final_model(Path("results/final/optuna/model")),
-        ...     split_csv=Path("results/splits/emodb.csv"), model_name="optuna",
-        ...     role="tune", protocol="speaker")  # doctest: +SKIP
-        >>> result["part"], result["zero_shot"]  # doctest: +SKIP
-        ('test', False)
+        ...     split_csv=Path("results/splits/ravdess.csv"), model_name="optuna",
+        ...     role="zero_shot", protocol="speaker")  # doctest: +SKIP
+        >>> result["part"], result["label_set"], result["chance"]  # doctest: +SKIP
+        ('all', 'shared', 0.16666666666666666)
     """
     if role not in ROLES:
         raise UserError(
@@ -309,6 +430,12 @@ def evaluate(
         raise UserError(
             f"protocol {protocol!r}; expected one of {list(PROTOCOLS)} (config split.strategy)."
         )
+    if zero_shot_labels not in LABEL_SETS:
+        raise UserError(
+            f"evaluation.zero_shot_labels is {zero_shot_labels!r}; expected one of "
+            f"{list(LABEL_SETS)}."
+        )
+    normalise = check_mode(normalise) if normalise is not None else model_normalise(final)
     labels_per_part = _labels_per_part(split_csv)
     if role == "tune" and "test" not in labels_per_part:
         raise UserError(
@@ -325,23 +452,60 @@ def evaluate(
     index = {label: i for i, label in enumerate(labels)}
     y_true = np.array([index[u.label] for u in utterances], dtype=np.int64)
     output_to_label = np.array([index[label] for label in final.labels], dtype=np.int64)
-    y_pred = np.empty(len(utterances), dtype=np.int64)
-    for start in tqdm(
-        range(0, len(utterances), batch_size),
-        desc=f"evaluate {model_name} on {corpus}",
-        unit="batch",
-    ):
-        chunk = utterances[start : start + batch_size]
-        logits = final.logits(_read_waveforms(chunk), batch_size=batch_size)
-        y_pred[start : start + len(chunk)] = output_to_label[logits.argmax(dim=1).numpy()]
-    scores = score_predictions(y_true, y_pred, labels=labels, resamples=resamples, seed=seed)
+    before = dataclasses.replace(cache.stats) if cache is not None else None
+    logits = corpus_logits(
+        final,
+        utterances,
+        cache=cache,
+        normalise=normalise,
+        batch_size=batch_size,
+        corpus=corpus,
+    )
+    y_pred = output_to_label[logits.argmax(dim=1).numpy()] if len(utterances) else y_true
+    everything = score_predictions(y_true, y_pred, labels=labels, resamples=resamples, seed=seed)
+    # The untuned head never saw any corpus of ours, the home corpus included.
+    zero_shot = role != "tune" or PRETRAINED in (model_name, final.metadata.get("model"))
+    chance_all = 1.0 / len(final.labels)
+    shared = shared_labels(labels, final.labels, truth_labels)
+    notes: list[str] = []
+    if zero_shot and zero_shot_labels == "shared" and shared:
+        keep = np.isin(y_true, [index[label] for label in shared])
+        allowed = torch.tensor([label in shared for label in final.labels])
+        masked = logits.masked_fill(~allowed, -math.inf)
+        shared_index = {label: i for i, label in enumerate(shared)}
+        to_shared = np.array([shared_index.get(label, -1) for label in final.labels])
+        y_true_shared = np.array([shared_index[labels[i]] for i in y_true[keep]], dtype=np.int64)
+        y_pred_shared = to_shared[masked[torch.from_numpy(keep)].argmax(dim=1).numpy()]
+        scores = score_predictions(
+            y_true_shared, y_pred_shared, labels=shared, resamples=resamples, seed=seed
+        )
+        label_set, chance = "shared", 1.0 / len(shared)
+        unrestricted = _unrestricted(everything, chance=chance_all)
+        left_out = sorted(set(truth_labels) - set(shared))
+        notes.append(
+            f"scored on the {len(shared)} labels {corpus} and the model share {shared}: the "
+            f"argmax runs over those outputs only (chance {chance:.3f}); "
+            f"{int((~keep).sum())} utterances of labels the model cannot predict "
+            f"{left_out} are left out. unrestricted holds the score over all "
+            f"{len(final.labels)} outputs and all {len(utterances)} utterances "
+            f"(BCA {everything['bca']:.3f}, chance {chance_all:.3f})."
+        )
+    else:
+        scores = everything
+        label_set, chance, unrestricted = "all", chance_all, None
+        if zero_shot and zero_shot_labels == "shared":
+            notes.append(
+                f"the model's labels {list(final.labels)} share none with {corpus}'s "
+                f"{truth_labels}: scored on all labels."
+            )
     absent = scores.pop("absent_labels")
-    unpredictable = [label for label in labels if label not in final.labels]
-    notes = [
-        f"BCA is the mean recall over the {len(labels) - len(absent)} labels present in the "
-        f"truth; bca_ci95 is a percentile bootstrap over utterances ({resamples} resamples, "
-        f"seed {seed})."
-    ]
+    unpredictable = [label for label in scores["labels"] if label not in final.labels]
+    notes.insert(
+        0,
+        f"BCA is the mean recall over the {len(scores['labels']) - len(absent)} labels present "
+        f"in the truth; bca_ci95 is a percentile bootstrap over utterances ({resamples} "
+        f"resamples, seed {seed}).",
+    )
     if absent:
         notes.append(
             f"labels absent from {corpus}'s {'test part' if role == 'tune' else 'utterances'}: "
@@ -352,14 +516,33 @@ def evaluate(
             f"the model cannot predict {unpredictable} (its outputs are {list(final.labels)}); "
             "these labels count as misclassified."
         )
+    if normalise != "none":
+        notes.append(
+            f"features standardised per {normalise} with {corpus}'s own statistics (as in "
+            "training; no labels used)."
+        )
+    features = {
+        "cache_dir": str(cache.root) if cache is not None else None,
+        "read": (cache.stats.loaded + cache.stats.memory - before.loaded - before.memory)
+        if cache is not None and before is not None
+        else 0,
+        "computed": (cache.stats.computed - before.computed)
+        if cache is not None and before is not None
+        else len(utterances),
+    }
     result = {
         "model": model_name,
         "corpus": corpus,
         "protocol": protocol,
         "part": "test" if role == "tune" else "all",
-        # The untuned head never saw any corpus of ours, the home corpus included.
-        "zero_shot": role != "tune" or PRETRAINED in (model_name, final.metadata.get("model")),
+        "zero_shot": zero_shot,
+        "label_set": label_set,
+        "chance": chance,
         **scores,
+        "unrestricted": unrestricted,
+        "normalise": normalise,
+        "loudness": describe_loudness(audio),
+        "features": features,
         "notes": notes,
     }
     return {key: result[key] for key in EVAL_KEYS}
@@ -373,16 +556,17 @@ def write_evaluation(result: Mapping[str, Any], path: Path) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cleaned = {
-        key: ([_nan_to_none(v) for v in value] if key == "bca_ci95" else _nan_to_none(value))
-        for key, value in result.items()
-    }
+    cleaned = _nan_to_none(dict(result))
     partial = path.with_name(path.name + ".tmp")
     partial.write_text(json.dumps(cleaned, indent=2) + "\n")
     partial.replace(path)
 
 
 def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _nan_to_none(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nan_to_none(item) for item in value]
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
@@ -420,6 +604,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, help="bootstrap seed (default: config seed)")
     parser.add_argument("--batch-size", type=int, default=8, help="utterances per forward pass")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="feature cache root (default: config features.cache_dir); 'none' computes in memory",
+    )
+    parser.add_argument(
+        "--zero-shot-labels",
+        choices=LABEL_SETS,
+        help="zero-shot: score the shared labels (argmax over them) or all outputs "
+        "(default: config evaluation.zero_shot_labels, else shared)",
+    )
     parser.add_argument(
         "--threads", type=int, help="torch CPU threads (default: the model's training threads)"
     )
@@ -459,6 +654,15 @@ def run(args: argparse.Namespace) -> int:
     if resamples is None:
         resamples = int(evaluation_config.get("bootstrap", DEFAULT_RESAMPLES))
     seed = args.seed if args.seed is not None else int(config.get("seed", 0))
+    zero_shot_labels = args.zero_shot_labels or evaluation_config.get("zero_shot_labels", "shared")
+    cache_dir = args.cache_dir
+    if cache_dir is None:
+        cache_dir = Path((config.get("features") or {}).get("cache_dir", "results/features"))
+    cache = (
+        None
+        if str(cache_dir).lower() == "none"
+        else FeatureCache(cache_dir, backbone=final.cache_name, memory_bytes=0, progress=True)
+    )
     result = evaluate(
         final,
         split_csv=split_csv,
@@ -470,19 +674,27 @@ def run(args: argparse.Namespace) -> int:
         resamples=resamples,
         seed=seed,
         batch_size=args.batch_size,
+        cache=cache,
+        zero_shot_labels=zero_shot_labels,
+        audio=config.get("audio"),
     )
     write_evaluation(result, args.out)
     low, high = result["bca_ci95"]
     log.info(
-        "%s on %s (%s, n=%d): BCA %.3f [%.3f, %.3f], accuracy %.3f, macro-F1 %.3f",
+        "%s on %s (%s, n=%d, %s labels, chance %.3f): BCA %.3f [%.3f, %.3f], accuracy %.3f, "
+        "macro-F1 %.3f; features: %d read from the cache, %d computed",
         model_name,
         result["corpus"],
         "test part" if result["part"] == "test" else "all utterances",
         result["n"],
+        result["label_set"],
+        result["chance"],
         result["bca"],
         low,
         high,
         result["accuracy"],
         result["macro_f1"],
+        result["features"]["read"],
+        result["features"]["computed"],
     )
     return 0

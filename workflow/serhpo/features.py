@@ -64,6 +64,7 @@ class WaveformFeature(FrozenFeature):
     """
 
     name: ClassVar[str] = "waveform"
+    sequence: ClassVar[bool] = True
 
     def fingerprint(self) -> str:
         return fingerprint_of(kind="waveform", version=1)
@@ -286,6 +287,7 @@ def cache_features(
     cache_dir: Path,
     backbone: str,
     model_params: dict | None = None,
+    model_choices: dict[str, Sequence] | None = None,
     backbone_dir: Path | None = None,
     maxlens: Sequence[int | None] = (None,),
     padding: bool = True,
@@ -301,6 +303,9 @@ def cache_features(
         cache_dir: the cache root (``results/features``).
         backbone: the model family (config ``backbone.name``).
         model_params: the family's parameters (they may change the frozen part).
+        model_choices: family parameters that the search space varies and that change the
+            frozen part, with their values (e.g. whisper's ``{"window": ["30s",
+            "utterance"]}``): every combination is cached.
         backbone_dir: the pretrained model's folder, for families that have one.
         maxlens: every ``maxlen`` to precompute (the search space's choices).
         padding: zero-pad to ``maxlen``.
@@ -317,36 +322,50 @@ def cache_features(
         ...                backbone="logmel", maxlens=[32000, 48000])["computed"]
         856
     """
+    import itertools
+
     from serhpo.models import build_model  # the models import torch/torchaudio/opensmile
 
     data = load_split(split_csv, parts=parts, labels=labels, root=root)
-    model = build_model(
-        backbone, num_classes=len(data.labels), params=model_params, backbone_dir=backbone_dir
-    )
+    choices = dict(model_choices or {})
+    variants = [
+        {**(model_params or {}), **dict(zip(choices, values, strict=True))}
+        for values in itertools.product(*choices.values())
+    ]
     cache = FeatureCache(cache_dir, backbone=backbone, memory_bytes=0, progress=True)
     utterances = [u for part in parts for u in data.parts[part]]
     summary: dict = {"backbone": backbone, "entries": []}
-    for stage in stages or model.stages:
-        if stage not in model.stages:
-            raise UserError(
-                f"backbone {backbone!r} has stages {list(model.stages)}; got {stage!r}. "
-                "Leave --stages out to cover them all."
-            )
-        feature = model.frozen_feature(stage)
-        for maxlen in maxlens:
-            before = (cache.stats.computed, cache.stats.loaded)
-            cache.get_many(feature, utterances, Preprocessing(maxlen=maxlen, padding=padding))
-            summary["entries"].append(
-                {
-                    "stage": stage,
-                    "feature": feature.name,
-                    "fingerprint": feature.fingerprint(),
-                    "maxlen": maxlen,
-                    "padding": padding,
-                    "computed": cache.stats.computed - before[0],
-                    "loaded": cache.stats.loaded - before[1],
-                }
-            )
+    done: set[tuple[str, str, int | None]] = set()
+    for params in variants:
+        model = build_model(
+            backbone, num_classes=len(data.labels), params=params, backbone_dir=backbone_dir
+        )
+        for stage in stages or model.stages:
+            if stage not in model.stages:
+                raise UserError(
+                    f"backbone {backbone!r} has stages {list(model.stages)}; got {stage!r}. "
+                    "Leave --stages out to cover them all."
+                )
+            feature = model.frozen_feature(stage)
+            for maxlen in maxlens:
+                key = (feature.name, feature.fingerprint(), maxlen)
+                if key in done:
+                    continue
+                done.add(key)
+                before = (cache.stats.computed, cache.stats.loaded)
+                cache.get_many(feature, utterances, Preprocessing(maxlen=maxlen, padding=padding))
+                summary["entries"].append(
+                    {
+                        "stage": stage,
+                        "feature": feature.name,
+                        "fingerprint": feature.fingerprint(),
+                        "model_params": {key: params[key] for key in choices},
+                        "maxlen": maxlen,
+                        "padding": padding,
+                        "computed": cache.stats.computed - before[0],
+                        "loaded": cache.stats.loaded - before[1],
+                    }
+                )
     summary["computed"] = cache.stats.computed
     summary["loaded"] = cache.stats.loaded
     summary["utterances"] = len(utterances)
@@ -359,13 +378,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cache-dir", type=Path, default=Path("results/features"), help="cache root"
     )
-    parser.add_argument("--backbone", required=True, help="model family: logmel, egemaps, wav2vec2")
+    parser.add_argument(
+        "--backbone", required=True, help="model family: logmel, egemaps, wav2vec2, whisper"
+    )
     parser.add_argument("--backbone-dir", type=Path, help="the pretrained model's folder")
     parser.add_argument(
         "--model-params",
         type=json.loads,
         default={},
         help="the family's parameters as JSON, e.g. '{\"n_mels\": 64}'",
+    )
+    parser.add_argument(
+        "--model-choices",
+        type=json.loads,
+        default={},
+        help="family parameters the search space varies, each with its values, as JSON; "
+        'every combination is cached, e.g. \'{"window": ["30s", "utterance"]}\'',
     )
     parser.add_argument(
         "--maxlen",
@@ -408,6 +436,7 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         backbone=args.backbone,
         model_params=args.model_params,
+        model_choices=args.model_choices,
         backbone_dir=args.backbone_dir,
         maxlens=args.maxlen,
         padding=args.padding == "on",

@@ -10,8 +10,10 @@ seed, no early stopping; the ``test`` part is never read here) and writes::
                             labels, preprocessing (sample rate, maxlen, padding, frozen
                             feature and its fingerprint), audio checks, provenance
         label_encoder.txt   the labels in output order (SpeechBrain's CategoricalEncoder format)
-        backbone/           wav2vec2 families only: a copy of the backbone folder, so that
-                            the model runs without the original one
+        backbone/           families with a backbone folder (wav2vec2; whisper with
+                            backbone.dir): a copy of it, so that the model runs without the
+                            original one; the embedded Whisper default is named (with its
+                            checksum) in model.json's backbone_encoder instead
     results/final/{engine}/training.json
                             epochs, losses, seconds, the parameters used
 
@@ -27,13 +29,14 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import math
 import shutil
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,12 +45,12 @@ import torch
 import yaml
 
 import serhpo
-from serhpo.audio import AudioChecks
+from serhpo.audio import AudioChecks, Loudness
 from serhpo.config import add_config_arguments, read_stage_config
-from serhpo.data import SAMPLE_RATE, Preprocessing, load_split
+from serhpo.data import SAMPLE_RATE, Preprocessing, Utterance, load_split, read_waveform
 from serhpo.errors import UserError
 from serhpo.features import FeatureCache
-from serhpo.models.base import SERModel
+from serhpo.models.base import FeatureItem, SERModel
 from serhpo.training import (
     DEFAULT_BACKBONE,
     DEFAULT_CACHE_DIR,
@@ -90,6 +93,8 @@ class FinalModel:
         preprocessing: the ``maxlen``/``padding`` the model was trained with.
         sample_rate: the rate waveforms must have (16 kHz).
         checks: the audio checks of its training data (config ``audio``).
+        loudness: the level normalisation of its training data (config ``audio.loudness``),
+            which ``serhpo predict`` applies to new recordings too.
         metadata: the folder's ``model.json`` (empty for the pretrained head).
         threads: torch CPU threads while scoring (``None``: torch's default); by default
             the training's ``threads``, since small models run several times faster on
@@ -108,6 +113,68 @@ class FinalModel:
     checks: AudioChecks = field(default_factory=AudioChecks)
     metadata: dict[str, Any] = field(default_factory=dict)
     threads: int | None = None
+    loudness: Loudness = field(default_factory=Loudness)
+
+    @property
+    def cache_name(self) -> str:
+        """The backbone folder of this model's entries in a :class:`FeatureCache` (the family
+        name, as the trials' cache uses; ``pretrained`` for the untuned head)."""
+        return str(self.metadata.get("backbone") or self.metadata.get("model") or "model")
+
+    def feature_items(
+        self, utterances: Sequence[Utterance], *, cache: FeatureCache | None = None
+    ) -> list[FeatureItem]:
+        """The frozen features of prepared utterances, preprocessed as in training.
+
+        With ``cache`` they are read from it, and the missing ones computed and stored
+        there (the entries the trials use; their key holds the feature's fingerprint and
+        the ``maxlen``/``padding`` variant, so models that preprocess differently get their
+        own); without, they are computed in memory.
+
+        Example:
+            >>> items = final.feature_items(utterances, cache=FeatureCache(
+            ...     Path("results/features"), backbone=final.cache_name))  # doctest: +SKIP
+        """
+        feature = self.model.frozen_feature(self.model.stage)
+        with self._torch_threads():
+            if cache is not None:
+                return cache.get_many(feature, utterances, self.preprocessing)
+            items: list[FeatureItem] = []
+            for start in range(0, len(utterances), 8):  # bounded memory, as the cache computes
+                prepared = [
+                    self.preprocessing.apply(read_waveform(u.path))
+                    for u in utterances[start : start + 8]
+                ]
+                with torch.inference_mode():
+                    items += feature.compute_batch(
+                        [waveform for waveform, _ in prepared],
+                        valid_samples=[valid for _, valid in prepared],
+                    )
+            return items
+
+    def logits_of_items(self, items: Sequence[FeatureItem], *, batch_size: int = 8) -> torch.Tensor:
+        """Logits ``(len(items), len(labels))`` of frozen features (:meth:`feature_items`).
+
+        Example:
+            >>> final.logits_of_items(final.feature_items(utterances)).shape  # doctest: +SKIP
+            torch.Size([12, 7])
+        """
+        if not items:
+            return torch.empty(0, len(self.labels))
+        with self._torch_threads():
+            return predict_logits(
+                self.model, items, stage=self.model.stage, batch_size=max(1, batch_size)
+            )
+
+    @contextlib.contextmanager
+    def _torch_threads(self) -> Iterator[None]:
+        previous = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
 
     def logits(self, waveforms: Sequence[torch.Tensor], *, batch_size: int = 8) -> torch.Tensor:
         """Logits ``(len(waveforms), len(labels))`` of mono 16 kHz float32 waveforms.
@@ -156,6 +223,15 @@ class FinalModel:
         """
         return torch.softmax(self.logits(waveforms, batch_size=batch_size), dim=1)
 
+    @property
+    def normalise(self) -> str:
+        """The training's feature standardisation (``none``, ``corpus`` or ``speaker``).
+
+        Features to score are standardised the same way, with their own statistics
+        (:func:`serhpo.normalisation.normalise_items`); :meth:`logits` does not.
+        """
+        return str((self.metadata.get("training") or {}).get("normalise", "none"))
+
 
 def load_final_model(directory: Path) -> FinalModel:
     """Load a model folder written by ``serhpo retrain`` (weights with ``weights_only=True``).
@@ -184,6 +260,8 @@ def load_final_model(directory: Path) -> FinalModel:
         )
     backbone_dir = directory / metadata["backbone_dir"] if metadata.get("backbone_dir") else None
     model, _ = load_model(directory, backbone_dir=backbone_dir)
+    if metadata.get("backbone_encoder") and hasattr(model, "check_backbone_record"):
+        model.check_backbone_record(metadata["backbone_encoder"])
     preprocessing = metadata["preprocessing"]
     return FinalModel(
         model=model,
@@ -195,6 +273,7 @@ def load_final_model(directory: Path) -> FinalModel:
         checks=AudioChecks(**metadata.get("audio_checks", {})),
         metadata=metadata,
         threads=(metadata.get("training") or {}).get("threads"),
+        loudness=Loudness(**(metadata.get("loudness") or {})),
     )
 
 
@@ -347,6 +426,8 @@ def retrain(
             "min_duration_s": float(audio.get("min_duration_s", AudioChecks.min_duration_s)),
             "silence_dbfs": float(audio.get("silence_dbfs", AudioChecks.silence_dbfs)),
         },
+        # The level normalisation of its training audio: predict applies it to new files.
+        "loudness": dict(audio.get("loudness") or {}),
     }
     save_final_model(outcome, Path(model_dir), data=data, provenance=provenance)
     extra = outcome.result.extra
@@ -444,6 +525,8 @@ def save_final_model(
         checksum = Path(data.backbone_dir) / "checksum.sha256"
         if checksum.is_file():
             metadata["backbone_checksum"] = checksum.read_text().split()[0]
+    if hasattr(model, "backbone_record"):  # names the encoder (whisper), copied or embedded
+        metadata["backbone_encoder"] = model.backbone_record()
     if isinstance(metadata.get("result"), dict):
         # No validation score in a final retraining: write null, not NaN (invalid JSON).
         metadata["result"]["value"] = _finite_or_none(metadata["result"].get("value"))

@@ -55,7 +55,9 @@ class Prediction:
 
 
 def _load(final: FinalModel, path: Path) -> torch.Tensor:
-    audio = prepare_waveform(path, sample_rate=final.sample_rate, checks=final.checks)
+    audio = prepare_waveform(
+        path, sample_rate=final.sample_rate, checks=final.checks, loudness=final.loudness
+    )
     return torch.from_numpy(audio.samples)
 
 

@@ -1,11 +1,15 @@
 """The ``prepare`` stage: a corpus folder in, mono 16 kHz WAVs, a manifest and a rejects list out.
 
-Every file the corpus' reader lists is decoded, downmixed, resampled and checked; a file that
+Every file the corpus' reader lists is decoded, downmixed, resampled, checked and (with
+``audio.loudness.enabled``) brought to one loudness; a file that
 cannot be used goes to the rejects CSV with its reason, never silently away (for a corpus
 given as a table, so does every row that names no usable file). Columns the reader adds
 beyond the manifest's own (EmoDB's version, a table's other columns) are kept after them.
 Labels are mapped onto the target set here; utterances whose label maps to nothing stay in
 the manifest with an empty ``label`` and are counted, so the manifest accounts for every file.
+A file whose bytes are identical to an earlier one's (SHA-256, read in the same pass as the
+decoding) is a duplicate recording under another name: the first is kept, the other goes to
+the rejects with the first one's path.
 
 Example:
     $ serhpo prepare --corpus emodb --format emodb --raw ../shared/corpora/emodb-2s/wav \\
@@ -16,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -27,7 +32,7 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from serhpo.audio import AudioChecks, AudioRejected, prepare_waveform, write_wav
+from serhpo.audio import AudioChecks, AudioRejected, Loudness, prepare_waveform, write_wav
 from serhpo.corpora import CorpusFormat, Listing, get_format
 from serhpo.corpora.base import LISTING_COLUMNS
 from serhpo.errors import UserError
@@ -102,13 +107,38 @@ class PreparedCorpus:
     summary: dict[str, Any]
 
 
+def file_digest(path: Path, *, chunk_bytes: int = 1 << 20) -> str:
+    """The SHA-256 of a file's bytes, read in chunks (constant memory).
+
+    Example:
+        >>> len(file_digest(Path("pyproject.toml")))
+        64
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _prepare_one(
-    row: Mapping[str, Any], *, out_dir: Path, sample_rate: int, checks: AudioChecks
+    row: Mapping[str, Any],
+    *,
+    out_dir: Path,
+    sample_rate: int,
+    checks: AudioChecks,
+    loudness: Loudness | None = None,
 ) -> dict[str, Any]:
+    source = Path(row["source_path"])
     try:
-        audio = prepare_waveform(Path(row["source_path"]), sample_rate=sample_rate, checks=checks)
+        # Hashed first: the decoder then reads the same bytes from the page cache.
+        digest = file_digest(source)
+    except OSError as error:
+        return {"rejected": f"unreadable: {error}"}
+    try:
+        audio = prepare_waveform(source, sample_rate=sample_rate, checks=checks, loudness=loudness)
     except AudioRejected as rejected:
-        return {"rejected": rejected.reason}
+        return {"rejected": rejected.reason, "sha256": digest}
     target = out_dir / f"{row['utterance_id']}.wav"
     write_wav(target, audio)
     return {
@@ -117,6 +147,9 @@ def _prepare_one(
         "num_samples": len(audio.samples),
         "original_sample_rate": audio.original_sample_rate,
         "original_channels": audio.original_channels,
+        "sha256": digest,
+        "gain_db": audio.gain_db,
+        "peak_limited": audio.peak_limited,
     }
 
 
@@ -131,6 +164,7 @@ def prepare_corpus(
     expect_count: int | None = None,
     sample_rate: int = 16000,
     checks: AudioChecks | None = None,
+    loudness: Loudness | None = None,
     threads: int = 1,
 ) -> PreparedCorpus:
     """Prepare every recording of one corpus.
@@ -145,6 +179,7 @@ def prepare_corpus(
         expect_count: how many utterances the folder must hold (``None``: any).
         sample_rate: the target rate.
         checks: rejection thresholds.
+        loudness: level normalisation of the written files (config ``audio.loudness``).
         threads: files decoded in parallel.
 
     Raises:
@@ -219,7 +254,11 @@ def prepare_corpus(
             tqdm(
                 pool.map(
                     lambda row: _prepare_one(
-                        row, out_dir=out_dir, sample_rate=sample_rate, checks=checks
+                        row,
+                        out_dir=out_dir,
+                        sample_rate=sample_rate,
+                        checks=checks,
+                        loudness=loudness,
                     ),
                     rows,
                 ),
@@ -229,7 +268,19 @@ def prepare_corpus(
             )
         )
     manifest_rows = []
+    first_with: dict[str, str] = {}  # content hash -> the source path kept
+    gains: list[float] = []
+    limited = 0
     for row, result in zip(rows, results, strict=True):
+        digest = result.pop("sha256", None)
+        if digest is not None and "rejected" not in result:
+            if digest in first_with:
+                Path(result["path"]).unlink(missing_ok=True)
+                result = {
+                    "rejected": f"duplicate: same audio content (SHA-256) as {first_with[digest]}"
+                }
+            else:
+                first_with[digest] = str(row["source_path"])
         if "rejected" in result:
             rejects.append(
                 {
@@ -239,6 +290,8 @@ def prepare_corpus(
                 }
             )
             continue
+        gains.append(result.pop("gain_db"))
+        limited += bool(result.pop("peak_limited"))
         manifest_rows.append(
             {
                 **{key: row[key] for key in ("utterance_id", "speaker", "gender", "sentence")},
@@ -256,7 +309,43 @@ def prepare_corpus(
     summary = summarise(
         corpus=corpus, fmt=fmt, manifest=manifest, rejects=reject_table, mapping=mapping
     )
+    summary["loudness"] = loudness_summary(loudness, gains=gains, limited=limited)
+    if limited:
+        log.warning(
+            "corpus %s: %d of %d files reached the peak limit of %.1f dBFS before the loudness "
+            "target of %.1f LUFS: their gain was lowered (no clipping), so they stay quieter",
+            corpus,
+            limited,
+            len(gains),
+            loudness.peak_dbfs,
+            loudness.target_lufs,
+        )
     return PreparedCorpus(manifest=manifest, rejects=reject_table, summary=summary)
+
+
+def loudness_summary(
+    loudness: Loudness | None, *, gains: Sequence[float], limited: int
+) -> dict[str, Any]:
+    """What the level normalisation did: its settings, the gains applied, the files limited.
+
+    Example:
+        >>> loudness_summary(None, gains=[], limited=0)
+        {'enabled': False}
+    """
+    if loudness is None or not loudness.enabled:
+        return {"enabled": False}
+    values = sorted(gains)
+    return {
+        "enabled": True,
+        "target_lufs": loudness.target_lufs,
+        "peak_dbfs": loudness.peak_dbfs,
+        "peak_limited": int(limited),
+        "gain_db": {
+            "min": round(values[0], 2) if values else None,
+            "median": round(values[len(values) // 2], 2) if values else None,
+            "max": round(values[-1], 2) if values else None,
+        },
+    }
 
 
 def summarise(
@@ -360,7 +449,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--sample-rate", type=int, default=16000)
     parser.add_argument("--min-duration", type=float, default=AudioChecks.min_duration_s)
-    parser.add_argument("--silence-dbfs", type=float, default=AudioChecks.silence_dbfs)
+    parser.add_argument(
+        "--silence-dbfs",
+        type=float,
+        default=AudioChecks.silence_dbfs,
+        help="reject files whose active level (95th percentile of 20-ms frames) is below this",
+    )
+    parser.add_argument(
+        "--loudness-lufs",
+        default="none",
+        help="bring each file to this integrated loudness (LUFS), or none (keep its level)",
+    )
+    parser.add_argument(
+        "--peak-dbfs",
+        type=float,
+        default=Loudness.peak_dbfs,
+        help="with --loudness-lufs: the highest sample peak allowed (the gain is lowered)",
+    )
     parser.add_argument("--threads", type=int, default=1)
 
 
@@ -377,6 +482,25 @@ def parse_expect_count(value: str, fmt: CorpusFormat) -> int | None:
         raise UserError(
             f"--expect-count {value!r} is not understood; expected official, none or an integer."
         ) from None
+
+
+def parse_loudness(value: str, *, peak_dbfs: float) -> Loudness:
+    """``none`` -> no level normalisation, a number -> that target in LUFS.
+
+    Example:
+        >>> parse_loudness("-23", peak_dbfs=-1.0).enabled
+        True
+    """
+    if str(value).lower() in {"none", "null", "off"}:
+        return Loudness(enabled=False)
+    try:
+        target = float(value)
+    except ValueError:
+        raise UserError(
+            f"--loudness-lufs {value!r} is not understood; expected a loudness in LUFS "
+            "(e.g. -23) or none."
+        ) from None
+    return Loudness(enabled=True, target_lufs=target, peak_dbfs=peak_dbfs)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -400,6 +524,7 @@ def run(args: argparse.Namespace) -> int:
         expect_count=parse_expect_count(args.expect_count, fmt),
         sample_rate=args.sample_rate,
         checks=AudioChecks(min_duration_s=args.min_duration, silence_dbfs=args.silence_dbfs),
+        loudness=parse_loudness(args.loudness_lufs, peak_dbfs=args.peak_dbfs),
         threads=args.threads,
     )
     write_outputs(

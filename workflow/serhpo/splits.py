@@ -17,6 +17,10 @@ one of k label-balanced groups of speakers (``StratifiedGroupKFold``) or alone
 folds of its training speakers (:func:`inner_speaker_folds`, ``split.inner_folds``), computed
 from the seed when needed, so the split CSV holds the outer folds only.
 
+A zero-shot corpus (``corpora.<name>.role: zero_shot``) is never trained on: it needs no split
+and is scored on all its labelled rows, so every one of them is written with part ``test``,
+whatever its number of speakers or utterances per label.
+
 Example:
     $ serhpo split results/manifests/emodb.csv results/splits/emodb.csv --strategy speaker --seed 0
 """
@@ -37,6 +41,7 @@ log = logging.getLogger(__name__)
 
 PARTS = ("train", "valid", "test")
 STRATEGIES = ("stratified", "speaker")
+ROLES = ("tune", "zero_shot")
 #: ``split.folds`` value for leave-one-speaker-out folds.
 LOSO = "loso"
 
@@ -247,17 +252,30 @@ def split_manifest(
     valid_fraction: float = 0.2,
     folds: int | str = 0,
     seed: int = 0,
+    role: str = "tune",
 ) -> pd.DataFrame:
     """The labelled rows of a manifest with their ``part`` (and ``fold`` when ``folds`` is set).
 
     Utterances with an empty label (dropped by the label map) are left out. ``folds``: 0
-    (none), k >= 2 or ``"loso"`` (speaker strategy only).
+    (none), k >= 2 or ``"loso"`` (speaker strategy only). A ``zero_shot`` corpus is not
+    split: every labelled row is ``test`` (and it gets no folds).
+
+    Example:
+        >>> split_manifest(two_speaker_manifest, strategy="speaker", role="zero_shot")[
+        ...     "part"].unique().tolist()  # doctest: +SKIP
+        ['test']
     """
     if strategy not in STRATEGIES:
         raise UserError(f"split.strategy is {strategy!r}; expected one of {list(STRATEGIES)}.")
+    if role not in ROLES:
+        raise UserError(
+            f"corpus role {role!r}; expected one of {list(ROLES)} (corpora.<name>.role)."
+        )
     labelled = manifest[manifest["label"].fillna("") != ""].reset_index(drop=True)
     if labelled.empty:
         raise UserError("the manifest has no utterance with a target label; nothing to split.")
+    if role == "zero_shot":
+        return labelled.assign(part="test")
     counts = labelled["label"].value_counts()
     if counts.min() < 3:
         raise UserError(
@@ -297,6 +315,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="outer folds: 0 for none, k >= 2, or loso (leave-one-speaker-out; strategy speaker)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--role",
+        choices=ROLES,
+        default="tune",
+        help="zero_shot: no split, every labelled row is test (the corpus is only scored)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -311,8 +335,16 @@ def run(args: argparse.Namespace) -> int:
         valid_fraction=args.valid_fraction,
         folds=args.folds,
         seed=args.seed,
+        role=args.role,
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     split.to_csv(args.output, index=False)
-    log.info("protocol %s, seed %d\n%s", args.strategy, args.seed, describe_split(split))
+    if args.role == "zero_shot":
+        log.info(
+            "zero-shot corpus: not split, all %d labelled utterances are scored (part test)\n%s",
+            len(split),
+            describe_split(split),
+        )
+    else:
+        log.info("protocol %s, seed %d\n%s", args.strategy, args.seed, describe_split(split))
     return 0

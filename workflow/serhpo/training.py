@@ -47,6 +47,7 @@ from serhpo.features import FeatureCache
 from serhpo.metrics import balanced_accuracy, classification_scores
 from serhpo.models import build_model
 from serhpo.models.base import FeatureItem, SERModel
+from serhpo.normalisation import NORMALISE_MODES, normalise_items
 from serhpo.trial import EpochReporter, TrialResult, TrialStatus, never_prune
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,8 @@ class TrainingConfig:
         deterministic: ask torch for deterministic algorithms.
         threads: torch CPU threads while training (``None``: torch's default); small
             models train several times faster on 1 thread than on 2 busy cores.
+        normalise: standardise the features per ``corpus`` or per ``speaker`` (each part
+            with its own statistics, never labels; :mod:`serhpo.normalisation`), or ``none``.
     """
 
     lr: float = 1e-4
@@ -97,6 +100,7 @@ class TrainingConfig:
     device: str = "cpu"
     deterministic: bool = True
     threads: int | None = None
+    normalise: str = "none"
 
     @classmethod
     def field_names(cls) -> set[str]:
@@ -142,6 +146,10 @@ class TrainingConfig:
             problems.append(f"threads must be at least 1 or null, got {self.threads}")
         if self.batch_size < 1 or self.eval_batch_size < 1:
             problems.append("batch_size and eval_batch_size must be at least 1")
+        if self.normalise not in NORMALISE_MODES:
+            problems.append(
+                f"normalise must be one of {list(NORMALISE_MODES)}, got {self.normalise!r}"
+            )
         if self.device not in {"cpu", "cuda", "auto"} and not self.device.startswith("cuda:"):
             problems.append(f"device must be cpu, cuda or auto, got {self.device!r}")
         if problems:
@@ -356,6 +364,7 @@ def _fit(
     extra: dict[str, float | int | str] = {"seconds_features": 0.0, "seconds_train": 0.0}
     adapted: set[str] = set()
     scores: dict[str, Any] = {}
+    closed_form = False  # fitted at once (a scikit-learn head): one epoch, no gradient steps
 
     def finish(status: TrialStatus, reason: str = "") -> FitOutcome:
         extra["epochs_run"] = len(history)
@@ -379,9 +388,24 @@ def _fit(
         feature = model.frozen_feature(stage)
         train_items = data.cache.get_many(feature, train_utterances, preprocessing)
         valid_items = data.cache.get_many(feature, valid_utterances, preprocessing)
+        if config.normalise != "none" and not feature.normalisable:
+            raise ValueError(
+                f"normalise {config.normalise!r} cannot apply to the {feature.name} feature of "
+                f"stage {stage} (its network expects it as computed); use normalise none"
+            )
+        if config.normalise != "none":  # each part with its own statistics (unsupervised)
+            train_items = normalise_items(
+                train_items, train_utterances, mode=config.normalise, sequence=feature.sequence
+            )
+            valid_items = normalise_items(
+                valid_items, valid_utterances, mode=config.normalise, sequence=feature.sequence
+            )
         extra["seconds_features"] += time.perf_counter() - feature_start
         if stage not in adapted:
             model.adapt(stage, train_items)
+            train_start = time.perf_counter()
+            closed_form = model.fit_closed_form(stage, train_items, train_targets)
+            extra["seconds_train"] += time.perf_counter() - train_start
             model.to(device)
             adapted.add(stage)
         extra["stage"] = stage
@@ -389,8 +413,13 @@ def _fit(
         train_start = time.perf_counter()
         model.train()
         total_loss, count = 0.0, 0
+        # A model fitted in closed form (a scikit-learn head) runs no gradient steps.
         for step, indices in enumerate(
-            batches(len(train_items), batch_size=config.batch_size, shuffle=True, generator=order)
+            []
+            if closed_form
+            else batches(
+                len(train_items), batch_size=config.batch_size, shuffle=True, generator=order
+            )
         ):
             features, lengths = collate([train_items[i] for i in indices])
             logits = model(features.to(device), lengths.to(device), stage=stage)
@@ -414,6 +443,8 @@ def _fit(
         extra["seconds_train"] += time.perf_counter() - train_start
 
         if not valid_part:
+            if closed_form:
+                break
             continue
         logits = predict_logits(
             model, valid_items, stage=stage, batch_size=config.eval_batch_size, device=device
@@ -453,6 +484,8 @@ def _fit(
             )
         if report(epoch, bca):
             return finish(TrialStatus.PRUNED, f"pruned after epoch {epoch} (BCA {bca:.3f})")
+        if closed_form:
+            break  # fitted once, scored once: a history of one value
     return finish(TrialStatus.COMPLETE)
 
 

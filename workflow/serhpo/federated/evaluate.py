@@ -164,6 +164,7 @@ def evaluate_engine(
                     target_labels=config.get("target_labels") or (),
                     resamples=resamples,
                     seed=seed,
+                    audio=config.get("audio"),
                 )
                 for path, role in targets
             ]

@@ -38,14 +38,15 @@ AX_METHOD = "fast"
 
 
 def ax_parameters(space: SearchSpace) -> list[RangeParameterConfig | ChoiceParameterConfig]:
-    """Translate the space into Ax parameter configs.
+    """Translate the space into Ax parameter configs (pinned parameters stay out of Ax:
+    the engine adds their values to each proposal).
 
     Example:
         >>> from serhpo.hpo.space import DEFAULT_SEARCH_SPACE
         >>> ax_parameters(SearchSpace.from_config(DEFAULT_SEARCH_SPACE))[0].scaling
         'log'
     """
-    return [_ax_parameter(param, space) for param in space]
+    return [_ax_parameter(param, space) for param in space if param.type != "fixed"]
 
 
 def _ax_parameter(param: Param, space: SearchSpace) -> RangeParameterConfig | ChoiceParameterConfig:
@@ -126,7 +127,9 @@ class AxEngine(Engine):
     def ask(self) -> Proposal:
         with _quiet():
             ((index, params),) = self.client.get_next_trials(max_trials=1).items()
-        return Proposal(params=self.space.check(params), engine_trial=index)
+        return Proposal(
+            params=self.space.check({**params, **self.space.fixed_values()}), engine_trial=index
+        )
 
     def tell(
         self, proposal: Proposal, *, value: float | None, status: TrialStatus, seconds: float
@@ -150,6 +153,8 @@ class AxEngine(Engine):
         self.client = self._client(n_existing=len(finished))
         for trial in finished:
             with _quiet():
-                index = self.client.attach_trial(parameters=dict(trial.params))
+                fixed = self.space.fixed_values()
+                searched = {k: v for k, v in trial.params.items() if k not in fixed}
+                index = self.client.attach_trial(parameters=searched)
             value = None if trial.status == TrialStatus.FAILED else trial.value
             self._observe(index, value, trial.status)

@@ -41,7 +41,7 @@ def hyperopt_space(space: SearchSpace) -> dict[str, Any]:
     """
 
     def expression(param: Param) -> Any:
-        if param.type == "choice":
+        if param.is_categorical:
             assert param.choices is not None
             branches = [
                 {child.name: expression(child) for child in space.children(param.name, choice)}
@@ -65,7 +65,7 @@ def decode(space: SearchSpace, vals: Mapping[str, list[Any]]) -> dict[str, Scala
         drawn = vals.get(param.name) or []
         if not drawn:
             continue  # inactive branch
-        if param.type == "choice":
+        if param.is_categorical:
             assert param.choices is not None
             params[param.name] = param.choices[int(drawn[0])]
         else:
@@ -81,7 +81,7 @@ def encode(space: SearchSpace, params: Mapping[str, Scalar]) -> dict[str, list[A
     for param in space:
         if param.name not in params:
             vals[param.name] = []
-        elif param.type == "choice":
+        elif param.is_categorical:
             assert param.choices is not None
             vals[param.name] = [list(map(repr, param.choices)).index(repr(params[param.name]))]
         else:

@@ -119,7 +119,7 @@ def distribution(param: Param) -> BaseDistribution:
         >>> distribution(Param("lr", "loguniform", low=1e-6, high=1e-3))
         FloatDistribution(high=0.001, log=True, low=1e-06, step=None)
     """
-    if param.type == "choice":
+    if param.is_categorical:
         assert param.choices is not None
         return CategoricalDistribution(list(param.choices))
     assert param.low is not None and param.high is not None
@@ -134,7 +134,7 @@ def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Scalar]:
     for param in space:
         if not space.is_active(param, params):
             continue
-        if param.type == "choice":
+        if param.is_categorical:
             assert param.choices is not None
             value: Any = trial.suggest_categorical(param.name, list(param.choices))
         elif param.type == "int":

@@ -41,7 +41,7 @@ def sample(space: SearchSpace, rng: np.random.Generator) -> dict[str, Scalar]:
     for param in space:
         if not space.is_active(param, params):
             continue
-        if param.type == "choice":
+        if param.is_categorical:
             assert param.choices is not None
             params[param.name] = param.choices[int(rng.integers(len(param.choices)))]
             continue

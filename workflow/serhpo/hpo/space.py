@@ -2,10 +2,11 @@
 
 Each engine module translates a :class:`SearchSpace` into its own library's terms; no
 engine-specific copy of the space exists anywhere else. A parameter has a type
-(``loguniform``, ``uniform``, ``int``, ``choice``), bounds or choices, optional ``grid``
-values for the grid engine, and an optional condition ``when: {parent: value}`` that makes it
-exist only while a ``choice`` parameter takes one value (e.g. a log-Mel CNN's channel count
-under ``architecture: cnn``).
+(``loguniform``, ``uniform``, ``int``, ``choice``, or ``fixed``: pinned to one value, written
+``{type: fixed, value: 48000}`` or as the plain value ``48000``), bounds or choices,
+optional ``grid`` values for the grid engine, and an optional condition
+``when: {parent: value}`` that makes it exist only while a ``choice`` parameter takes one
+value (e.g. a log-Mel CNN's channel count under ``architecture: cnn``).
 
 Example:
     >>> space = SearchSpace.from_config(DEFAULT_SEARCH_SPACE)
@@ -27,7 +28,7 @@ import numpy as np
 
 from serhpo.errors import UserError
 
-ParamType = Literal["loguniform", "uniform", "int", "choice"]
+ParamType = Literal["loguniform", "uniform", "int", "choice", "fixed"]
 Scalar = str | int | float | bool
 
 #: The paper's Table 2 (Golbaghi & Zhou, 2025): used when config has no ``search_space``.
@@ -38,12 +39,13 @@ DEFAULT_SEARCH_SPACE: dict[str, dict[str, Any]] = {
     "maxlen": {"type": "choice", "choices": [32000, 48000, 64000, 80000, 112000, 160000]},
 }
 
-PARAM_TYPES: tuple[str, ...] = ("loguniform", "uniform", "int", "choice")
+PARAM_TYPES: tuple[str, ...] = ("loguniform", "uniform", "int", "choice", "fixed")
 _KEYS_BY_TYPE: dict[str, set[str]] = {
     "loguniform": {"type", "low", "high", "grid", "when"},
     "uniform": {"type", "low", "high", "grid", "when"},
     "int": {"type", "low", "high", "grid", "when"},
     "choice": {"type", "choices", "grid", "when"},
+    "fixed": {"type", "value"},
 }
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -54,7 +56,8 @@ class Param:
 
     Attributes:
         name: its key in ``search_space`` (a Python identifier).
-        type: ``loguniform`` / ``uniform`` (floats), ``int`` (inclusive bounds) or ``choice``.
+        type: ``loguniform`` / ``uniform`` (floats), ``int`` (inclusive bounds), ``choice``,
+            or ``fixed`` (one value, held in ``choices``; every engine proposes it as is).
         low: lower bound (numeric types).
         high: upper bound, inclusive (numeric types).
         choices: the allowed values (``choice``).
@@ -76,6 +79,11 @@ class Param:
         return f"param_{self.name}"
 
     @property
+    def is_categorical(self) -> bool:
+        """True for ``choice`` and ``fixed`` (a choice of one value)."""
+        return self.type in ("choice", "fixed")
+
+    @property
     def is_float(self) -> bool:
         """True for ``loguniform`` and ``uniform``."""
         return self.type in ("loguniform", "uniform")
@@ -93,7 +101,7 @@ class Param:
         """
         if self.grid is not None:
             return self.grid
-        if self.type == "choice":
+        if self.is_categorical:
             assert self.choices is not None
             return self.choices
         assert self.low is not None and self.high is not None
@@ -108,7 +116,7 @@ class Param:
 
     def contains(self, value: Any) -> bool:
         """True when ``value`` is allowed for this parameter."""
-        if self.type == "choice":
+        if self.is_categorical:
             assert self.choices is not None
             return any(_same(value, choice) for choice in self.choices)
         if isinstance(value, bool) or not isinstance(value, int | float | np.number):
@@ -128,7 +136,7 @@ class Param:
             >>> Param("maxlen", "choice", choices=(32000, 64000)).coerce("64000")
             64000
         """
-        if self.type == "choice":
+        if self.is_categorical:
             assert self.choices is not None
             for choice in self.choices:
                 if _same(value, choice) or str(value) == str(choice):
@@ -198,6 +206,16 @@ class SearchSpace:
 
     def __iter__(self) -> Iterator[Param]:
         return iter(self.params)
+
+    def fixed_values(self) -> dict[str, Scalar]:
+        """The pinned parameters (type ``fixed``) and their values.
+
+        Example:
+            >>> SearchSpace.from_config({"lr": {"type": "uniform", "low": 0, "high": 1},
+            ...                          "maxlen": 48000}).fixed_values()
+            {'maxlen': 48000}
+        """
+        return {p.name: p.choices[0] for p in self.params if p.type == "fixed" and p.choices}
 
     def __len__(self) -> int:
         return len(self.params)
@@ -296,10 +314,13 @@ def _parse_param(name: str, spec: Any, *, key: str) -> Param:
             f"config key {where}: the name {name!r} is not allowed; expected letters, digits and "
             f"underscores, not starting with a digit (it becomes a column param_{name}). Rename it."
         )
+    if isinstance(spec, str | int | float | bool):
+        spec = {"type": "fixed", "value": spec}  # a plain value pins the parameter
     if not isinstance(spec, Mapping):
         raise UserError(
             f"config key {where}: found {spec!r}; expected a mapping such as "
-            f"{{type: loguniform, low: 1.0e-6, high: 1.0e-3}}."
+            f"{{type: loguniform, low: 1.0e-6, high: 1.0e-3}}, or one value to pin it. "
+            f"null in an override file removes the parameter."
         )
     kind = spec.get("type")
     if kind not in PARAM_TYPES:
@@ -313,7 +334,15 @@ def _parse_param(name: str, spec: Any, *, key: str) -> Param:
             f"allowed: {sorted(_KEYS_BY_TYPE[kind])}."
         )
     when = _parse_when(spec.get("when"), where=where)
-    if kind == "choice":
+    if kind == "fixed":
+        value = spec.get("value")
+        if not isinstance(value, str | int | float | bool):
+            raise UserError(
+                f"config key {where}.value: found {value!r}; expected one string, number or "
+                f"boolean (type fixed pins the parameter to it)."
+            )
+        param = Param(name=name, type="fixed", choices=(value,))
+    elif kind == "choice":
         choices = spec.get("choices")
         if (
             not isinstance(choices, Sequence)
@@ -323,8 +352,8 @@ def _parse_param(name: str, spec: Any, *, key: str) -> Param:
         ):
             raise UserError(
                 f"config key {where}.choices: found {choices!r}; expected a list of at least two "
-                f"strings, numbers or booleans. To fix a value, remove the parameter from the "
-                f"space."
+                f"strings, numbers or booleans. To pin one value, write {{type: fixed, value: "
+                f"...}} or the value itself."
             )
         kinds = {type(c) for c in choices}
         if len(kinds - {int, float}) > 0 and len(kinds) > 1:

@@ -1,4 +1,4 @@
-"""SER model families: log-Mel heads, the eGeMAPS baseline and wav2vec2.
+"""SER model families: log-Mel heads, the eGeMAPS baseline, wav2vec2 and Whisper.
 
 Each family lives in its own module, imported only when used, that provides::
 
@@ -33,6 +33,7 @@ FAMILIES: dict[str, str] = {
     "egemaps": "serhpo.models.egemaps",
     "wav2vec2": "serhpo.models.wav2vec2",
     "tiny_wav2vec2": "serhpo.models.wav2vec2",
+    "whisper": "serhpo.models.whisper",
 }
 
 

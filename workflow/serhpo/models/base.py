@@ -15,6 +15,7 @@ logmel          ``train``            log-Mel spectrogram (T, n_mels)   the head 
 egemaps         ``train``            eGeMAPSv02 functionals (88,)      a Linear layer
 wav2vec2        ``frozen``           pooled encoder output (D,)        the Linear layer
 wav2vec2        ``finetune``         conv feature extractor (T, 512)   encoder + Linear
+whisper         ``train``            pooled layers (L+1, 2D)          mix + Linear/sklearn
 ==============  ===================  ===============================  =====================
 
 The trainer (:mod:`serhpo.training`) asks :meth:`SERModel.stage_for_epoch` which
@@ -77,9 +78,17 @@ class FrozenFeature(ABC):
     Attributes:
         name: a short folder-safe name for the cache path, e.g. ``logmel``,
             ``egemaps``, ``wav2vec2-pooled``, ``wav2vec2-cnn``.
+        sequence: whether :meth:`compute` returns a frame sequence (else a vector).
+        normalisable: whether the ``normalise`` training key may standardise it.
     """
 
     name: ClassVar[str] = "feature"
+    #: True for frame sequences ``(frames, ...)``, False for utterance-level vectors; tells
+    #: :mod:`serhpo.normalisation` whether statistics run over frames or over utterances.
+    sequence: ClassVar[bool] = False
+    #: False when standardising the feature would change what a pretrained network expects
+    #: (e.g. Whisper's log-Mel input): the trainer refuses ``normalise`` for it.
+    normalisable: ClassVar[bool] = True
 
     @abstractmethod
     def fingerprint(self) -> str:
@@ -186,6 +195,17 @@ class SERModel(nn.Module, ABC):
         Called once per trial for each stage, with the training part's features of
         that stage, before the stage's first epoch. The default does nothing.
         """
+
+    def fit_closed_form(
+        self, stage: str, train_items: Sequence[FeatureItem], targets: torch.Tensor
+    ) -> bool:
+        """Fit the trainable part at once (e.g. a scikit-learn head); False: train by gradient.
+
+        Called by the trainer after :meth:`adapt`, with the training features and their
+        class indices. A family that returns True is scored once and runs no epochs. The
+        default returns False.
+        """
+        return False
 
     def set_stage(self, stage: str) -> None:
         """Switch to ``stage``: only its trainable parameters keep ``requires_grad``.

@@ -74,6 +74,7 @@ class LogMelFeature(FrozenFeature):
     """
 
     name: ClassVar[str] = "logmel"
+    sequence: ClassVar[bool] = True
 
     def __init__(self, *, n_mels: int = 64, win_ms: float = 25.0, hop_ms: float = 10.0) -> None:
         self.n_mels = n_mels

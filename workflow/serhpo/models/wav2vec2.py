@@ -319,6 +319,7 @@ class ConvFeature(_EncoderFeature):
     """The conv feature extractor's output ``(frames, channels)``: the fine-tuning input."""
 
     name: ClassVar[str] = "wav2vec2-cnn"
+    sequence: ClassVar[bool] = True
 
     def _compute(self, waveforms: torch.Tensor, valid: torch.Tensor) -> list[FeatureItem]:
         encoder = self.encoder

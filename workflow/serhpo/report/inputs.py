@@ -271,6 +271,13 @@ class Evaluation:
         macro_f1: macro-averaged F1 (NaN when not given).
         confusion: counts, rows true, columns predicted.
         path: the JSON file.
+        label_set: ``shared`` (a zero-shot score on the labels the corpora share) or
+            ``all``; ``all`` for JSONs written before the key existed.
+        chance: chance-level BCA of that label set (NaN when not given).
+        bca_unrestricted: a shared-label score's unrestricted BCA (all outputs, every
+            utterance); NaN when there is none.
+        normalise: the feature standardisation applied to the scored corpus.
+        loudness: the level normalisation of preparation, in words.
     """
 
     model: str
@@ -286,6 +293,11 @@ class Evaluation:
     macro_f1: float
     confusion: np.ndarray
     path: Path
+    label_set: str = "all"
+    chance: float = math.nan
+    bca_unrestricted: float = math.nan
+    normalise: str = "none"
+    loudness: str = "off"
 
 
 def read_evaluation(path: Path) -> Evaluation:
@@ -338,6 +350,11 @@ def read_evaluation(path: Path) -> Evaluation:
         macro_f1=_float(data.get("macro_f1")),
         confusion=confusion,
         path=path,
+        label_set=str(data.get("label_set") or "all"),
+        chance=_float(data.get("chance")),
+        bca_unrestricted=_float((data.get("unrestricted") or {}).get("bca")),
+        normalise=str(data.get("normalise") or "none"),
+        loudness=str(data.get("loudness") or "off"),
     )
 
 

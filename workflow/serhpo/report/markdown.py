@@ -183,10 +183,45 @@ def zero_shot_markdown(table: pd.DataFrame, *, notes: Sequence[str] = ()) -> str
             "backbone's own head without tuning (zero-shot everywhere); every other column is an "
             "engine's final model, tested on its home corpus' test part and zero-shot on the "
             "other corpora (all their utterances).",
+            *label_set_notes(ours),
             *notes,
         ],
         paper_table=6,
     )
+
+
+def label_set_notes(ours: pd.DataFrame) -> list[str]:
+    """Table 6's notes on the labels each score covers, its chance level, and normalisation.
+
+    Example:
+        >>> label_set_notes(table[table["source"] == "this run"])  # doctest: +SKIP
+        ['Label sets and chance: ravdess, ax: shared labels anger fear ... (chance 0.167) ...']
+    """
+    if ours.empty or "label_set" not in ours.columns:
+        return []
+    cells = []
+    for _, row in ours.iterrows():
+        scope = (
+            f"shared labels {row['labels']} (chance {row['chance']:.3f}; all outputs: "
+            f"{_bca(row['bca_unrestricted'])})"
+            if row["label_set"] == "shared"
+            else f"all labels (chance {row['chance']:.3f})"
+        )
+        cells.append(f"{row['corpus']}, {row['model']}: {scope}")
+    notes = [
+        "Label sets and chance. A zero-shot score is on the labels the corpus and the model "
+        "share by default (the argmax over those outputs only; evaluation.zero_shot_labels), "
+        "with the unrestricted BCA beside it: " + "; ".join(cells) + "."
+    ]
+    modes = {f"{r['model']}: {r['normalise']}" for _, r in ours.iterrows()}
+    notes.append(
+        "Feature standardisation (each scored corpus with its own statistics, no labels): "
+        + ", ".join(sorted(modes))
+        + ". Loudness normalisation in prepare: "
+        + ", ".join(sorted(set(ours["loudness"].astype(str))))
+        + "."
+    )
+    return notes
 
 
 def _grouped(table: pd.DataFrame, key: str) -> list[tuple[tuple[str, str], pd.DataFrame]]:

@@ -223,7 +223,8 @@ def plot_param_effects(studies: Sequence[Study], path: Path, *, settings: Report
                 s=22,
                 alpha=0.75,
             )
-        if name in settings.log_params and numeric and (values > 0).all():
+        # A conditional parameter may have no value at all (its parent never chose it).
+        if name in settings.log_params and numeric and len(values) and (values > 0).all():
             axes.set_xscale("log")
         if not numeric:
             axes.set_xticks(range(len(categories)), categories, rotation=30, ha="right")

@@ -350,7 +350,10 @@ def zero_shot_table(evaluations: Sequence[Evaluation], *, settings: ReportSettin
     Returns:
         One row per corpus and model: ``protocol`` (the evaluation's), ``source``, ``corpus``,
         ``model``, ``zero_shot``, ``part``, ``n``, ``bca``, ``bca_ci95_low``, ``bca_ci95_high``,
-        ``accuracy``, ``macro_f1``. Paper rows use the models ``pretrained`` and ``tuned``.
+        ``accuracy``, ``macro_f1``, ``label_set`` (``shared``: a zero-shot score on the labels
+        the corpora share; ``all``), ``labels`` (those scored, space-separated), ``chance``,
+        ``bca_unrestricted`` (all outputs, every utterance, beside a shared-label score),
+        ``normalise`` and ``loudness``. Paper rows use the models ``pretrained`` and ``tuned``.
 
     Example:
         >>> zero_shot_table(evals, settings=settings)[["corpus", "model", "bca"]]  # doctest: +SKIP
@@ -374,6 +377,12 @@ def zero_shot_table(evaluations: Sequence[Evaluation], *, settings: ReportSettin
                     "bca_ci95_high": e.bca_ci95[1],
                     "accuracy": e.accuracy,
                     "macro_f1": e.macro_f1,
+                    "label_set": e.label_set,
+                    "labels": " ".join(e.labels),
+                    "chance": e.chance,
+                    "bca_unrestricted": e.bca_unrestricted,
+                    "normalise": e.normalise,
+                    "loudness": e.loudness,
                 }
             )
     if settings.paper_figures:
@@ -402,6 +411,12 @@ def zero_shot_table(evaluations: Sequence[Evaluation], *, settings: ReportSettin
         "bca_ci95_high",
         "accuracy",
         "macro_f1",
+        "label_set",
+        "labels",
+        "chance",
+        "bca_unrestricted",
+        "normalise",
+        "loudness",
     ]
     table = pd.DataFrame(rows, columns=columns)
     table["n"] = table["n"].astype("Int64")
