@@ -67,6 +67,7 @@ from serhpo.models.base import (
     fingerprint_of,
     frame_mask,
     masked_mean,
+    random_state_kept,
 )
 
 FROZEN_STAGE = "frozen"
@@ -111,7 +112,9 @@ class PretrainedEncoder:
         """The SpeechBrain ``EncoderClassifier`` (loaded on first use)."""
         with _LOCK:
             if self._classifier is None:
-                self._classifier = load_encoder_classifier(self.folder)
+                # Loaded on first use, maybe inside a trial: keep its seeded random stream.
+                with random_state_kept():
+                    self._classifier = load_encoder_classifier(self.folder)
                 self._classifier.eval()
         return self._classifier
 
