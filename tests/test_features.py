@@ -312,3 +312,31 @@ def test_audio_that_gives_non_finite_features_names_the_utterance(tmp_path, utte
     ):
         cache.get_many(NaNFeature(), utterances, Preprocessing(maxlen=None))
     assert not _path(tmp_path, NaNFeature(), utterances[1]).exists()  # nothing stored
+
+
+def test_the_cache_features_stage_names_audio_with_non_finite_features(
+    tmp_path, utterances, monkeypatch, capsys
+):
+    from serhpo import features
+
+    split = pd.DataFrame(
+        {
+            "utterance_id": [u.utterance_id for u in utterances],
+            "path": [str(u.path) for u in utterances],
+            "corpus": "demo", "speaker": "s1", "label": "anger",
+            "num_samples": [u.num_samples for u in utterances],
+            "part": ["train", "train", "valid"],
+        }
+    )  # fmt: skip
+    split.to_csv(tmp_path / "split.csv", index=False)
+    read = features.read_waveform
+
+    def read_waveform(path: Path) -> torch.Tensor:  # e.g. a decoder that yields inf samples
+        waveform = read(path)
+        return waveform.fill_(float("inf")) if Path(path).name == "u2.wav" else waveform
+
+    monkeypatch.setattr(features, "read_waveform", read_waveform)
+    arguments = ["cache-features", str(tmp_path / "split.csv"), "--backbone", "logmel"]
+    assert cli.main([*arguments, "--cache-dir", str(tmp_path / "features")]) == 2
+    message = capsys.readouterr().err
+    assert "logmel feature of utterance 'u2'" in message and "u2.wav" in message

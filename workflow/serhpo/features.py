@@ -527,6 +527,9 @@ def cache_features(
     Returns:
         A summary: per stage and maxlen, entries computed and loaded.
 
+    Raises:
+        UserError: when an utterance's audio gives non-finite features (it names them).
+
     Example:
         >>> cache_features(Path("results/splits/emodb.csv"), cache_dir=Path("results/features"),
         ...                backbone="logmel", maxlens=[32000, 48000])["computed"]
@@ -563,7 +566,12 @@ def cache_features(
                     continue
                 done.add(key)
                 before = (cache.stats.computed, cache.stats.loaded)
-                cache.get_many(feature, utterances, Preprocessing(maxlen=maxlen, padding=padding))
+                try:
+                    cache.get_many(
+                        feature, utterances, Preprocessing(maxlen=maxlen, padding=padding)
+                    )
+                except NonFiniteFeatureError as error:  # before any trial meets it
+                    raise UserError(f"serhpo cache-features: {error}.") from None
                 summary["entries"].append(
                     {
                         "stage": stage,
