@@ -338,9 +338,10 @@ class FeatureCache:
                     raise NonFiniteFeatureError(
                         f"the {feature.name} feature of utterance {utterance.utterance_id!r} "
                         f"({utterance.path}, {preprocessing}) has {bad} non-finite values of "
-                        f"{item.values.numel()}: the audio, not the training, is at fault. "
-                        "Check the file (serhpo prepare rejects unreadable and silent audio), "
-                        "or leave the utterance out of the split"
+                        f"{item.values.numel()}, computed before any training. Check the file "
+                        "(serhpo prepare rejects unreadable and silent audio) or leave the "
+                        "utterance out of the split; if every utterance fails, check the "
+                        "backbone's weights"
                     )
                 path, identity = entries[index]
                 write_entry(path, item, identity=identity)
