@@ -10,6 +10,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/hpo.smk"
 include: "workflow/rules/final.smk"
+include: "workflow/rules/crossval.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/federated.smk"
 

@@ -9,9 +9,11 @@ from serhpo.audio import (
     AudioRejected,
     Loudness,
     active_level_dbfs,
+    downmix,
     prepare_waveform,
     rms_dbfs,
     to_mono,
+    wav_declared_frames,
     write_wav,
 )
 
@@ -84,6 +86,56 @@ def test_truncated_data_chunk_keeps_what_is_there(tmp_path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
     audio = prepare_waveform(path)
     assert 0.9 < audio.duration_s < 1.1
+    # ... and says so: the header's frame count against the frames decoded.
+    assert wav_declared_frames(path) == 32000
+    (note,) = audio.notes
+    assert note.startswith("truncated: the header declares 32000 frames, the file holds 159")
+
+
+def test_a_complete_or_streamed_wav_has_no_truncation_note(tmp_path: Path) -> None:
+    path = tmp_path / "whole.wav"
+    sf.write(path, tone(1.0, 16000), 16000, subtype="PCM_16")
+    assert prepare_waveform(path).notes == ()
+    streamed = bytearray(path.read_bytes())
+    streamed[40:44] = b"\xff\xff\xff\xff"  # the data size left open, as a stream writes it
+    path.write_bytes(bytes(streamed))
+    assert wav_declared_frames(path) is None
+
+
+def test_clipping_in_float_input_is_noted(tmp_path: Path) -> None:
+    path = tmp_path / "hot.wav"
+    sf.write(path, tone(1.0, 16000, amp=1.8), 16000, subtype="FLOAT")
+    audio = prepare_waveform(path)
+    (note,) = audio.notes
+    assert note.startswith("clipped: float samples peak at 1.80, above full scale")
+    assert np.abs(audio.samples).max() <= 1.0
+
+
+def test_channels_that_cancel_keep_one_channel_instead_of_silence(tmp_path: Path) -> None:
+    speech = tone(1.0, 16000)
+    path = tmp_path / "inverted.wav"
+    sf.write(path, np.stack([speech, -speech], axis=1), 16000, subtype="FLOAT")
+    audio = prepare_waveform(path)  # the plain average would be rejected as silent
+    assert np.allclose(audio.samples, speech, atol=1e-6)
+    (note,) = audio.notes
+    assert note.startswith("channels cancel:") and "kept channel 1" in note
+    ordinary = np.stack([speech, tone(1.0, 16000, freq=330.0)], axis=1)
+    assert downmix(ordinary)[1] is None
+
+
+def test_an_absurd_sample_rate_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "slow.wav"
+    sf.write(path, tone(10.0, 100, freq=10.0), 100)
+    with pytest.raises(AudioRejected, match=r"^sample rate: 100 Hz, below audio.min_sample_rate"):
+        prepare_waveform(path)
+    assert prepare_waveform(path, checks=AudioChecks(min_sample_rate=50)).sample_rate == 16000
+
+
+def test_a_broken_link_is_rejected_with_where_it_points(tmp_path: Path) -> None:
+    path = tmp_path / "link.wav"
+    path.symlink_to(tmp_path / "gone.wav")
+    with pytest.raises(AudioRejected, match=r"^broken link: .*link.wav points to .*gone.wav"):
+        prepare_waveform(path)
 
 
 def test_written_wav_is_16_bit_and_clipped(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from serhpo.config import (
+    check_config,
     deep_merge,
     drop_nulls,
     load_config,
@@ -143,3 +144,84 @@ def test_a_pinned_parameter_is_validated_and_proposed_as_is() -> None:
     )  # fmt: skip
     validate_config({"search_space": config["search_space"]}, load_schema())
     assert SearchSpace.from_config(config["search_space"]).fixed_values() == {"maxlen": 48000}
+
+
+# ---- checks before any work (issue 15, items 7 and 8) -------------------------------------
+
+BASE = [REPO / "config.yaml", REPO / "profiles/demo/demo-config.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"search_space": {"lr": {"low": 0.1, "high": 0.01}}},
+         r"search_space.lr: found low=0.1, high=0.01; expected low < high"),
+        ({"search_space": {"lr": {"low": 0.0}}},
+         r"search_space.lr.low: found 0.0; a loguniform parameter needs low > 0"),
+        ({"search_space": {"epochs": {"low": 6, "high": 2}}},
+         r"search_space.epochs: found low=6, high=2; expected low < high"),
+        ({"search_space": {"lr": {"type": "loguniorm"}}},
+         r"search_space.lr.type: found 'loguniorm'; allowed: loguniform, uniform, int"),
+        ({"search_space": {"maxlen": {"choices": []}}},
+         r"search_space.maxlen.choices: found \[\]; expected a list of at least two"),
+        ({"federated": {"search_space": {"rounds": {"choices": []}}}},
+         r"federated.search_space.rounds.choices: found \[\]"),
+    ],
+)  # fmt: skip
+def test_a_bad_search_space_is_named_at_validation(
+    tmp_path: Path, override: dict, message: str
+) -> None:
+    with pytest.raises(UserError, match=message):
+        load_config([*BASE, write(tmp_path, "bad.yaml", override)])
+
+
+def test_pinned_and_removed_parameters_pass_validation(tmp_path: Path) -> None:
+    override = {"search_space": {"lr": 1.0e-3, "epochs": {"type": "fixed", "value": 3},
+                                 "unfreeze": None}}  # fmt: skip
+    config = load_config([*BASE, write(tmp_path, "ok.yaml", override)])
+    assert sorted(config["search_space"]) == ["epochs", "lr", "maxlen"]
+
+
+def test_a_label_map_target_typo_is_named_at_validation(tmp_path: Path) -> None:
+    typo = {"corpora": {"ravdess": {"label_map": {"calm": "nuetral"}}}}
+    with pytest.raises(UserError, match=r"corpora.ravdess.label_map.calm: found 'nuetral'.*"
+                       r"allowed: \['anger'"):  # fmt: skip
+        load_config([*BASE, write(tmp_path, "typo.yaml", typo)])
+    unknown = {"corpora": {"ravdess": {"label_map": {"clam": "neutral"}}}}
+    with pytest.raises(UserError, match=r"corpora.ravdess.label_map: found \['clam'\]"):
+        load_config([*BASE, write(tmp_path, "unknown.yaml", unknown)])
+
+
+def test_a_missing_local_source_folder_is_named(tmp_path: Path) -> None:
+    (tmp_path / "emodb").mkdir()
+    config = {"corpora": {"emodb": {"source": "emodb"}, "mine": {"source": "data/mine"}}}
+    with pytest.raises(UserError, match=r"corpora.mine.source: found 'data/mine', but .*data/mine "
+                       r"is no such folder.*set it to download or synthetic"):  # fmt: skip
+        check_config(config, project_dir=tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/mine").write_text("")
+    with pytest.raises(UserError, match="is a file"):
+        check_config(config, project_dir=tmp_path)
+    check_config(config)  # without a project folder, the file system is not checked
+
+
+def test_a_yaml_syntax_error_names_the_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: 1\nsplit:\n  strategy: speaker\n   folds: 2\n")
+    for load in (load_config, read_stage_config):
+        with pytest.raises(UserError, match=r"bad.yaml, line 4, column \d+: not valid YAML"):
+            load([bad])
+
+
+def test_check_config_names_a_yaml_error_and_accepts_the_demo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serhpo.cli import main
+
+    monkeypatch.chdir(REPO)
+    assert main(["check-config", *map(str, BASE)]) == 0
+    assert "config OK" in capsys.readouterr().out
+    bad = tmp_path / "mine.yaml"
+    bad.write_text("search_space:\n  lr: {type: uniform, low: 0, high: 1\n")
+    assert main(["check-config", "config.yaml", str(bad)]) == 2
+    assert "mine.yaml, line 3, column 1: not valid YAML" in capsys.readouterr().err

@@ -154,6 +154,15 @@ def test_concurrent_writers_of_one_entry_leave_a_valid_file(tmp_path):
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_entries_are_written_with_the_umask_like_every_other_output(tmp_path):
+    previous = os.umask(0o022)  # a shared project folder: the group and others may read
+    try:
+        write_entry(tmp_path / "cache" / "entry.pt", FeatureItem(torch.zeros(4, 2), 4))
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "cache" / "entry.pt").stat().st_mode & 0o777 == 0o644
+
+
 def test_waveform_feature_is_the_preprocessed_signal(tmp_path, utterances):
     cache = FeatureCache(tmp_path / "cache", backbone="wav2vec2")
     item = cache.get(WaveformFeature(), utterances[0], Preprocessing(maxlen=12000, padding=True))

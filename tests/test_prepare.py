@@ -242,3 +242,46 @@ def test_loudness_normalisation_is_named_in_the_summary(toy_corpus: Path, tmp_pa
     assert on.summary["loudness"]["gain_db"]["median"] == pytest.approx(-13, abs=2)
     levels = [np.abs(sf.read(path)[0]).max() for path in on.manifest["path"]]
     assert max(levels) < 0.1
+
+
+def test_every_file_of_a_built_in_corpus_folder_is_accounted_for(tmp_path: Path) -> None:
+    # Issue 15: a broken link crashed the stage, a FLAC vanished, a cut WAV, clipping and
+    # cancelling channels passed unnoticed, and a 100-Hz file was kept.
+    from serhpo.corpora.scan import AUDIO_SUFFIXES, walk_files
+    from serhpo.corpora.synthetic import synthesize_corpus
+
+    raw = tmp_path / "raw"
+    synthesize_corpus("emodb", raw, n_speakers=1, utterances_per_speaker_label=1, seed=0,
+                      duration_s=(0.8, 0.9))  # fmt: skip
+    folder = next(raw.rglob("*.wav")).parent
+    speech = tone(1.0, 16000)
+    (folder / "16a01Wa.wav").symlink_to(tmp_path / "gone.wav")
+    sf.write(folder / "16a02Wa.flac", speech, 16000)
+    sf.write(folder / "16a03Wa.wav", speech, 16000, subtype="PCM_16")
+    cut = (folder / "16a03Wa.wav").read_bytes()
+    (folder / "16a03Wa.wav").write_bytes(cut[: len(cut) * 3 // 4])
+    sf.write(folder / "16a04Wa.wav", 6 * speech, 16000, subtype="FLOAT")
+    sf.write(folder / "16a05Wa.wav", np.stack([speech, -speech], axis=1), 16000, subtype="FLOAT")
+    sf.write(folder / "16a07Wa.wav", tone(8.0, 100), 100)
+    (folder / "README.txt").write_text("not a recording\n")
+
+    prepared = prepare_corpus(
+        corpus="emodb", fmt=get_format("emodb"), raw_dir=raw, out_dir=tmp_path / "16k",
+        target_labels=TARGETS,
+    )  # fmt: skip
+    kept = set(prepared.manifest["source_path"])
+    reasons = dict(zip(prepared.rejects["source_path"], prepared.rejects["reason"], strict=True))
+    summary = prepared.summary
+    everything = {str(path) for path in walk_files(raw)}
+    ignored = {path for path in everything if Path(path).suffix not in AUDIO_SUFFIXES}
+    assert kept | set(reasons) | ignored == everything and not kept & set(reasons)
+    assert sum(summary["ignored_files"].values()) == len(ignored)  # the synthesizer's too
+    assert summary["ignored_files"][".txt"] == 1
+    assert reasons[str(folder / "16a01Wa.wav")].startswith("broken link: it points to ")
+    assert reasons[str(folder / "16a07Wa.wav")].startswith("sample rate: 100 Hz")
+    assert {str(folder / name) for name in ("16a02Wa.flac", "16a05Wa.wav")} <= kept
+    notes = summary["kept_with_notes"]
+    assert notes["truncated"] == {"count": 1, "utterances": ["16a03Wa"]}
+    assert notes["clipped"] == {"count": 1, "utterances": ["16a04Wa"]}
+    assert notes["channels cancel"] == {"count": 1, "utterances": ["16a05Wa"]}
+    assert summary["rejected_per_reason"] == {"broken link": 1, "sample rate": 1}

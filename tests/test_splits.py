@@ -2,7 +2,13 @@ import pandas as pd
 import pytest
 
 from serhpo.errors import UserError
-from serhpo.splits import split_by_speaker, split_manifest, split_stratified
+from serhpo.splits import (
+    inner_speaker_folds,
+    parse_folds,
+    split_by_speaker,
+    split_manifest,
+    split_stratified,
+)
 
 LABELS = ["anger", "boredom", "disgust", "fear", "happiness", "sadness", "neutral"]
 
@@ -59,6 +65,37 @@ def test_leave_speakers_out_folds_partition_speakers(manifest: pd.DataFrame) -> 
     split = split_manifest(manifest, strategy="speaker", folds=5, seed=0)
     assert sorted(split["fold"].unique()) == [0, 1, 2, 3, 4]
     assert (split.groupby("speaker")["fold"].nunique() == 1).all()
+
+
+@pytest.mark.parametrize("folds", [3, 5, "loso"])
+def test_outer_folds_hold_out_every_speaker_exactly_once(manifest: pd.DataFrame, folds) -> None:
+    split = split_manifest(manifest, strategy="speaker", folds=folds, seed=1)
+    per_speaker = split.groupby("speaker")["fold"].nunique()
+    assert (per_speaker == 1).all() and set(per_speaker.index) == set(manifest["speaker"])
+    n_folds = 10 if folds == "loso" else folds
+    assert sorted(split["fold"].unique()) == list(range(n_folds))
+    if folds == "loso":
+        assert (split.groupby("fold")["speaker"].nunique() == 1).all()
+    assert set(split["part"]) == {"train", "valid", "test"}  # the single split stays
+
+
+def test_inner_folds_divide_an_outer_folds_training_speakers(manifest: pd.DataFrame) -> None:
+    split = split_manifest(manifest, strategy="speaker", folds=5, seed=0)
+    training = split[split["fold"] != 0]
+    inner = inner_speaker_folds(training, inner_folds=3, seed=0)
+    assert sorted(inner.unique()) == [0, 1, 2]
+    assert (training.groupby(inner)["speaker"].nunique() >= 2).all()
+    assert training.assign(inner=inner).groupby("speaker")["inner"].nunique().eq(1).all()
+    assert inner.equals(inner_speaker_folds(training, inner_folds=3, seed=0))
+
+
+def test_folds_settings_are_checked(manifest: pd.DataFrame) -> None:
+    assert parse_folds("loso") == "loso" and parse_folds("4") == 4 and parse_folds(0) == 0
+    for bad in (1, -2, "five", 2.5):
+        with pytest.raises(UserError, match="expected 0 .*loso"):
+            parse_folds(bad)
+    with pytest.raises(UserError, match="loso.*needs split.strategy: speaker"):
+        split_manifest(manifest, strategy="stratified", folds="loso")
 
 
 def test_unlabelled_rows_are_left_out(manifest: pd.DataFrame) -> None:

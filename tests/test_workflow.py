@@ -95,6 +95,36 @@ def test_a_bad_config_key_stops_before_any_work(tmp_path: Path, snakemake_tools)
     assert not (workdir / "results").exists() and not (workdir / "resources").exists()
 
 
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"search_space": {"maxlen": {"choices": []}}},
+         "config key search_space.maxlen.choices: found []; expected a list of at least two"),
+        ({"corpora": {"emodb": {"source": "data/emodb"}}},
+         "config key corpora.emodb.source: found 'data/emodb', but "),
+    ],
+)  # fmt: skip
+def test_a_bad_search_space_or_a_missing_source_folder_stops_the_dry_run(
+    tmp_path: Path, snakemake_tools, config: dict, message: str
+) -> None:
+    workdir = snakemake_tools.copy(tmp_path)
+    result = snakemake_tools.run(workdir, "-n", configs=[config])
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert "Job stats" not in result.stdout
+
+
+def test_the_readme_says_how_to_unlock_after_a_kill_and_no_profile_drops_the_lock() -> None:
+    # Issue 15: a killed run leaves a lock that the next run stops on. nolock would hide that
+    # but let two runs in one folder write the same files, so the README explains --unlock.
+    readme = (REPO_ROOT / "README.md").read_text()
+    reliability = readme.split("## Reliability", 1)[1].split("\n## ", 1)[0]
+    assert "snakemake --profile profiles/demo --unlock" in reliability
+    for profile in ("demo", "slurm"):
+        settings = yaml.safe_load((REPO_ROOT / f"profiles/{profile}/config.yaml").read_text())
+        assert settings.get("rerun-incomplete") is True and not settings.get("nolock")
+
+
 def test_rules_are_formatted_with_snakefmt() -> None:
     files = ["Snakefile", *sorted(str(p) for p in (REPO_ROOT / "workflow/rules").glob("*.smk"))]
     result = subprocess.run(
@@ -242,6 +272,103 @@ def test_a_gpu_without_a_gpu_device_is_refused(tmp_path: Path, snakemake_tools) 
     result = slurm_dry_run(workdir, snakemake_tools, {"compute": {"gpu": 1}})
     assert result.returncode != 0
     assert "compute.gpu is 1 but training.device is cpu" in result.stdout + result.stderr
+
+
+# ---- speaker cross-validation: outer folds as wildcards, pooled into the headline ---------
+
+CV_ENGINES = ["random"]
+CV_DAG = {
+    # The tuning corpus only: the zero-shot corpora are removed (null), the DAG stays small.
+    "corpora": {
+        "emodb": {"source": "synthetic", "synthetic": {"speakers": 6, "per_speaker_label": 2}},
+        "ravdess": None,
+        "cremad": None,
+        "tess": None,
+    },
+    "split": {"strategy": "speaker", "folds": 3, "inner_folds": 2},
+    "backbone": {"name": "egemaps"},
+    "search_space": {"lr": {"type": "loguniform", "low": 1.0e-3, "high": 1.0e-2}},
+    "training": {"batch_size": 8, "threads": 1, "maxlen": 16000, "epochs": 4},
+    "hpo": {"engines": CV_ENGINES, "n_trials": 2},
+    "evaluation": {"bootstrap": 50},
+    "federated": {"enabled": False},
+}
+
+
+@pytest.fixture(scope="module")
+def cv_dag(tmp_path_factory: pytest.TempPathFactory, snakemake_tools) -> Path:
+    workdir = snakemake_tools.copy(tmp_path_factory.mktemp("cv"))
+    result = snakemake_tools.run(workdir, configs=[CV_DAG])
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir
+
+
+def test_speaker_cv_pools_every_speaker_once_into_the_headline(cv_dag: Path) -> None:
+    from serhpo.metrics import balanced_accuracy
+
+    results = cv_dag / "results"
+    split = pd.read_csv(results / "splits/emodb.csv", dtype={"speaker": str})
+    for engine in CV_ENGINES:
+        predictions = pd.read_csv(results / f"cv/{engine}/predictions.csv", dtype={"speaker": str})
+        assert sorted(predictions["utterance_id"]) == sorted(split["utterance_id"])
+        for fold in range(3):
+            trials = pd.read_csv(results / f"hpo/{engine}/fold-{fold}/trials.csv")
+            assert len(trials) == 2 and "fold_values" in trials.columns
+            summary = yaml.safe_load((results / f"cv/{engine}/fold-{fold}/fold.json").read_text())
+            held_out = set(split.loc[split["fold"] == fold, "speaker"])
+            assert set(summary["held_out_speakers"]) == held_out
+            assert not held_out & set(summary["training_speakers"])
+        pooled = yaml.safe_load((results / f"cv/{engine}/pooled.json").read_text())
+        labels = sorted(set(predictions["label"]))
+        index = {label: i for i, label in enumerate(labels)}
+        bca = balanced_accuracy(
+            predictions["label"].map(index), predictions["predicted"].map(index)
+        )
+        headline = pd.read_csv(results / "tables/headline.csv")
+        row = headline[
+            (headline["engine"] == engine)
+            & (headline["protocol"] != "single split (paper protocol)")
+        ]
+        assert row["protocol"].tolist() == ["speaker CV, 3 folds"]
+        assert row["bca"].iloc[0] == pytest.approx(bca) == pooled["bca"]
+        assert row["ci_low"].iloc[0] <= bca <= row["ci_high"].iloc[0]
+    assert "single split (paper protocol)" in (results / "tables/headline.md").read_text()
+    assert (results / "plots/cv_per_speaker.png").stat().st_size > 5000
+
+
+def test_speaker_cv_reruns_exactly_what_a_key_reaches(cv_dag: Path, snakemake_tools) -> None:
+    unrelated = {**CV_DAG, "federated": {"enabled": False, "n_trials": 3}}  # not run here
+    result = snakemake_tools.run(cv_dag, "-n", configs=[unrelated])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Nothing to be done" in result.stdout + result.stderr
+    inner = {**CV_DAG, "split": {**CV_DAG["split"], "inner_folds": 3}}
+    result = snakemake_tools.run(cv_dag, "-n", configs=[inner])
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = planned_jobs(result.stdout)
+    assert jobs == {"hpo_cv": 3, "cv_fold": 3, "cv_pool": 1, "report": 1, "all": 1}
+
+
+def test_each_outer_fold_is_a_slurm_job_with_the_training_resources(
+    tmp_path: Path, snakemake_tools
+) -> None:
+    workdir = snakemake_tools.copy(tmp_path)
+    extra = {"split": {"strategy": "speaker", "folds": 3}, "training": {"device": "cuda"}}
+    result = slurm_dry_run(workdir, snakemake_tools, extra)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = dry_run_jobs(result.stdout)
+    engines = ["ax", "hyperopt", "optuna", "grid", "random"]
+    for rule in ("hpo_cv", "cv_fold"):
+        folds = sorted(
+            (job["wildcards"]["engine"], job["wildcards"]["fold"])
+            for job in jobs
+            if job["rule"] == rule
+        )
+        assert folds == sorted((e, f) for e in engines for f in ("0", "1", "2"))
+        for job in (job for job in jobs if job["rule"] == rule):
+            assert job["resources"]["gpu"] == "1" and int(job["resources"]["mem_mb"]) == 8000
+    assert sorted(j["wildcards"]["engine"] for j in jobs if j["rule"] == "cv_pool") == sorted(
+        engines
+    )
 
 
 def test_an_override_file_removes_a_corpus_and_a_parameter_and_pins_one(

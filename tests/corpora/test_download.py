@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import re
 import shutil
 import socket
@@ -166,6 +167,32 @@ def test_right_checksum_extracts_and_a_rerun_does_nothing(server, tmp_path):
     (tmp_path / "emodb" / "download" / "download.zip").unlink()
     _download(base, tmp_path)
     assert len(state.requests) == 1
+
+
+def test_the_corpus_folder_gets_the_umask_not_the_staging_folders_0700(server, tmp_path):
+    base, state = server
+    state.files["/download.zip"] = ARCHIVE
+    previous = os.umask(0o022)
+    try:
+        dest = _download(base, tmp_path)
+    finally:
+        os.umask(previous)
+    assert dest.stat().st_mode & 0o777 == 0o755
+
+
+def test_a_private_tar_member_gets_the_umask_too(tmp_path):
+    private = tarfile.TarInfo("wav/03a01Fa.wav")
+    private.size, private.mode = 4, 0o600
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tf:
+        tf.addfile(private, io.BytesIO(b"RIFF"))
+    (tmp_path / "a.tar.gz").write_bytes(buffer.getvalue())
+    previous = os.umask(0o022)
+    try:
+        extract_archive(tmp_path / "a.tar.gz", tmp_path / "out")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "out/wav/03a01Fa.wav").stat().st_mode & 0o777 == 0o644
 
 
 def test_unpinned_checksum_is_logged_for_pinning(server, tmp_path, caplog):

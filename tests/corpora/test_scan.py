@@ -81,3 +81,19 @@ def test_build_listing_of_nothing_has_the_columns():
     listing = build_listing([], corpus="Test", parse_name=_parse)
     assert list(listing.utterances.columns) == LISTING_COLUMNS
     assert listing.utterances.empty and listing.unparsed.empty
+
+
+def test_every_audio_container_is_a_recording_and_other_files_are_counted(tmp_path):
+    files = [
+        _touch(tmp_path / "a" / "u1.flac"),  # FLAC first by path, but the WAV is kept
+        _touch(tmp_path / "b" / "u1.wav"),
+        _touch(tmp_path / "u2.FLAC"),  # a recording in another container: never left out
+        _touch(tmp_path / "README.md"),
+        _touch(tmp_path / "u3.lab"),
+        _touch(tmp_path / "LICENSE"),
+    ]
+    listing = build_listing(files, corpus="Test", parse_name=_parse)
+    assert listing.utterances["source_path"].tolist() == [str(files[1]), str(files[2])]
+    reasons = dict(zip(listing.unparsed["source_path"], listing.unparsed["reason"], strict=True))
+    assert reasons == {str(files[0]): f"duplicate Test utterance u1: also at {files[1]}"}
+    assert listing.ignored == {"(none)": 1, ".lab": 1, ".md": 1}

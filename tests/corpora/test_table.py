@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -104,10 +105,14 @@ def test_a_missing_table_lists_the_csv_files_beside_it(tmp_path: Path) -> None:
 
 
 # --- bad rows: rejected with their reason, the rest kept ---------------------------------------
+_PITCHES = itertools.count(200, 7)  # Hz, a new one per file written
+
+
 def write_tone(path: Path, seconds: float = 0.8, rate: int = 22050) -> None:
+    # A pitch of its own per path: byte-identical files are rejected as duplicates.
     path.parent.mkdir(parents=True, exist_ok=True)
     t = np.arange(int(seconds * rate)) / rate
-    sf.write(path, 0.2 * np.sin(2 * np.pi * 220 * t), rate)
+    sf.write(path, 0.2 * np.sin(2 * np.pi * next(_PITCHES) * t), rate)
 
 
 @pytest.fixture

@@ -10,7 +10,12 @@ from optuna.trial import TrialState
 
 from serhpo.errors import UserError
 from serhpo.hpo.engine import FinishedTrial
-from serhpo.hpo.optuna_engine import FlockJournalLock, OptunaEngine, distribution
+from serhpo.hpo.optuna_engine import (
+    FlockJournalLock,
+    MarginMedianPruner,
+    OptunaEngine,
+    distribution,
+)
 from serhpo.hpo.settings import HpoSettings, MultiObjectiveSettings, PruningSettings
 from serhpo.hpo.space import SearchSpace
 from serhpo.trial import TrialStatus
@@ -117,3 +122,18 @@ def test_workers_sync_a_journal_whose_only_finished_trial_was_interrupted(tmp_pa
     worker_2.sync([], ())  # trials.csv is behind the journal, not lost: no error
     states = [t.state for t in worker_2.study.get_trials()]
     assert states == [TrialState.FAIL, TrialState.WAITING]
+
+
+@pytest.mark.parametrize(("score", "pruned"), [(0.51, False), (0.48, False), (0.40, True)])
+def test_optunas_pruner_spares_trials_within_the_margin(score: float, pruned: bool) -> None:
+    settings = HpoSettings(pruning=PruningSettings(enabled=True, min_trials=3, min_epochs=1))
+    engine = OptunaEngine(SPACE, settings)
+    pruner = engine.study.pruner
+    assert isinstance(pruner, MarginMedianPruner) and pruner.margin == 0.05
+    for value in (0.50, 0.52, 0.54):  # completed trials, median 0.52 after step 1
+        proposal = engine.ask()
+        engine.report(proposal, 1, value)
+        engine.tell(proposal, value=value, status=TrialStatus.COMPLETE, seconds=1.0)
+    proposal = engine.ask()
+    engine.report(proposal, 1, score)
+    assert engine.should_prune(proposal, 1) is pruned

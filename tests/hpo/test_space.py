@@ -203,3 +203,16 @@ def test_a_parameter_is_pinned_by_type_fixed_or_a_plain_value() -> None:
     assert len(space.grid(3)) == 3
     with pytest.raises(UserError, match="value"):
         SearchSpace.from_config({"maxlen": {"type": "fixed", "value": [1, 2]}})
+
+
+def test_an_override_of_another_type_ignores_the_earlier_definitions_keys() -> None:
+    # Config files merge key by key: pinning {type: int, low: 1, high: 10} with
+    # {type: fixed, value: 3} leaves low and high beside the pin; a typo is still refused.
+    space = SearchSpace.from_config(
+        {"epochs": {"type": "fixed", "value": 3, "low": 1, "high": 10},
+         "maxlen": {"type": "int", "low": 16000, "high": 64000, "choices": [1, 2]}}
+    )  # fmt: skip
+    assert space.fixed_values() == {"epochs": 3}
+    assert (space["maxlen"].low, space["maxlen"].high) == (16000, 64000)
+    with pytest.raises(UserError, match=r"unknown key\(s\) \['hihg'\]"):
+        SearchSpace.from_config({"lr": {"type": "uniform", "low": 0, "high": 1, "hihg": 2}})

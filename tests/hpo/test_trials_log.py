@@ -113,3 +113,18 @@ def test_the_lock_is_reentrant_across_sequential_uses(tmp_path: Path) -> None:
         pass
     with file_lock(tmp_path / "state" / "lock"):
         assert (tmp_path / "state" / "lock").exists()
+
+
+def test_a_cross_validation_study_keeps_each_inner_folds_score(tmp_path: Path) -> None:
+    log = TrialsLog(tmp_path / "trials.csv", SPACE, per_fold=True)
+    log.append(trial(0.6, extra={"fold_values": [0.5, 0.7], "epochs_run": 8}))
+    log.append(trial(math.nan, TrialStatus.FAILED, reason="inner fold 0: diverged"))
+    header = (tmp_path / "trials.csv").read_text().splitlines()[0].split(",")
+    assert header[header.index("value") + 1] == "fold_values"
+    first, failed = TrialsLog(tmp_path / "trials.csv", SPACE).read()  # either kind is read
+    assert first.extra == {"fold_values": [0.5, 0.7], "epochs_run": 8}
+    assert "fold_values" not in failed.extra
+    plain = TrialsLog(tmp_path / "plain.csv", SPACE)
+    plain.append(trial(0.8))
+    assert "fold_values" not in (tmp_path / "plain.csv").read_text()
+    assert TrialsLog(tmp_path / "plain.csv", SPACE, per_fold=True).read()[0].value == 0.8

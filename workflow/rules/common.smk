@@ -1,10 +1,17 @@
 # Config validation and the small helpers every stage's rules share.
+import csv
 import json
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
-from serhpo.config import drop_nulls, load_schema, validate_config, with_defaults
+from serhpo.config import (
+    check_config,
+    drop_nulls,
+    load_schema,
+    validate_config,
+    with_defaults,
+)
 from serhpo.corpora import GENERIC_FORMATS, format_name, source_inputs
 from serhpo.hpo.settings import PARALLEL_ENGINES
 
@@ -43,6 +50,10 @@ def corpus_config(corpus):
 # Each corpus' reader: its format, or else its name. A corpus without one (say, a new corpus
 # without format: table) stops the run here, before any work.
 CORPUS_FORMATS = {c: format_name(c, config["corpora"][c]) for c in CORPORA}
+# What the schema cannot say, each naming its key: the search spaces (bounds, types, choices),
+# label_map targets, and that each local source folder exists (before Snakemake would say
+# "Missing input files" naming no key).
+check_config(config, project_dir=Path.cwd())
 
 
 def corpus_format(corpus):
@@ -235,6 +246,11 @@ def training_resources(mem_mb, runtime):
 
 def hpo_settings(wildcards):
     """What one engine's study reads, as JSON (another engine's keys left out)."""
+    return as_json(engine_settings(wildcards.engine))
+
+
+def engine_settings(engine):
+    """What one engine's study reads (another engine's keys left out)."""
     settings = {
         key: config[key]
         for key in (
@@ -250,19 +266,81 @@ def hpo_settings(wildcards):
     settings["hpo"] = {
         key: value
         for key, value in config["hpo"].items()
-        if key != "engines"
-        and wildcards.engine in ENGINE_ONLY_HPO_KEYS.get(key, {wildcards.engine})
+        if key != "engines" and engine in ENGINE_ONLY_HPO_KEYS.get(key, {engine})
     }
-    if wildcards.engine in ("random", "grid") and settings["hpo"].get("n_workers") == 1:
+    if engine in ("random", "grid") and settings["hpo"].get("n_workers") == 1:
         # They read it since workers can share their studies; left out at its default, so
         # that single-job studies run before that are not rerun.
         del settings["hpo"]["n_workers"]
-    return as_json(settings)
+    return settings
 
 
 def stage_settings(*keys):
     """The config keys a stage reads, as JSON: editing any other key does not rerun the stage."""
     return as_json({key: config[key] for key in keys})
+
+
+# ---- speaker cross-validation (workflow/rules/crossval.smk) ---------------------------------
+
+SPLIT = config["split"]
+CV_FOLDS = SPLIT["folds"]
+# Outer folds of the tuning corpus, held-out speakers each, with the speaker strategy only
+# (stratified folds share speakers and stay a column of the split CSV).
+CV = SPLIT["strategy"] == "speaker" and CV_FOLDS not in (0, None)
+
+
+wildcard_constraints:
+    fold=r"\d+",
+
+
+def split_settings(corpus):
+    """The split keys a corpus' split reads: outer folds for the tuning corpus only."""
+    return {
+        "strategy": SPLIT["strategy"],
+        "test_fraction": SPLIT["test_fraction"],
+        "valid_fraction": SPLIT["valid_fraction"],
+        # A zero-shot corpus is scored whole: folds would only limit its speaker count.
+        "folds": CV_FOLDS if corpus == TUNE_CORPUS else 0,
+    }
+
+
+def cached_parts(wildcards):
+    """Parts whose features cache_features computes: every part of the CV's tuning corpus."""
+    if CV and wildcards.corpus == TUNE_CORPUS:
+        return "train valid test"  # every speaker trains in some outer fold
+    return "train valid"
+
+
+def cv_hpo_settings(wildcards):
+    """What an outer fold's study reads, as JSON: the engine's keys and split.inner_folds."""
+    settings = engine_settings(wildcards.engine)
+    settings["hpo"].pop(
+        "n_workers", None
+    )  # one job per outer fold: the folds run in parallel
+    settings["split"] = {"inner_folds": SPLIT["inner_folds"]}
+    return as_json(settings)
+
+
+def cv_outer_folds():
+    """The outer folds: 0..k-1, or with loso one per speaker (known once the split exists)."""
+    if CV_FOLDS == "loso":
+        split = checkpoints.split_corpus.get(corpus=TUNE_CORPUS).output.split
+        with open(split, newline="") as stream:
+            return sorted({int(row["fold"]) for row in csv.DictReader(stream)})
+    return list(range(CV_FOLDS))
+
+
+def cv_fold_files(name):
+    """An input function: one engine's file ``name`` of every outer fold."""
+
+    def files(wildcards):
+        return expand(
+            f"results/cv/{{engine}}/fold-{{fold}}/{name}",
+            engine=wildcards.engine,
+            fold=cv_outer_folds(),
+        )
+
+    return files
 
 
 # ---- federated training (workflow/rules/federated.smk) --------------------------------------

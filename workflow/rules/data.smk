@@ -84,11 +84,14 @@ rule prepare_corpus:
         "--label-map {params.label_map:q} --target-labels {params.target_labels:q} "
         "--expect-count {params.expect_count} --sample-rate {params.audio[sample_rate]} "
         "--min-duration {params.audio[min_duration_s]} "
+        "--min-sample-rate {params.audio[min_sample_rate]} "
         "--silence-dbfs {params.audio[silence_dbfs]} --loudness-lufs {params.loudness} "
         "--peak-dbfs {params.audio[loudness][peak_dbfs]} --threads {threads} > {log} 2>&1"
 
 
-rule split_corpus:
+# A checkpoint: with split.folds: loso the outer folds are the tuning corpus' speakers, known
+# once its split exists (workflow/rules/crossval.smk).
+checkpoint split_corpus:
     input:
         manifest=rules.prepare_corpus.output.manifest,
     output:
@@ -102,7 +105,7 @@ rule split_corpus:
         mem_mb=1000,
         runtime=5,
     params:
-        split=config["split"],
+        split=lambda wc: split_settings(wc.corpus),
         seed=config["seed"],
         # A zero-shot corpus is not split (every labelled row is test).
         role=lambda wc: corpus_config(wc.corpus)["role"],

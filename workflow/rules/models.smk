@@ -66,9 +66,10 @@ rule cache_features:
         maxlens=cached_maxlens(),
         padding="on" if config["training"]["padding"] else "off",
         labels=" ".join(config["target_labels"]),
+        parts=cached_parts,
     shell:
         "serhpo cache-features {input.split} --cache-dir {params.cache_dir} "
         "--backbone {params.backbone} {params.backbone_option} "
         "--model-params {params.model:q} --model-choices {params.model_choices:q} "
         "--maxlen {params.maxlens} --padding {params.padding} "
-        "--parts train valid --labels {params.labels} --summary {output.summary} > {log} 2>&1"
+        "--parts {params.parts} --labels {params.labels} --summary {output.summary} > {log} 2>&1"

@@ -13,7 +13,27 @@ rule report:
         trials=expand(rules.hpo.output.trials, engine=ENGINES),
         best=expand(rules.hpo.output.best, engine=ENGINES),
         evals=expand(rules.evaluate.output.scores, model=MODELS, corpus=CORPORA),
+        cv=expand(rules.cv_pool.output.pooled, engine=ENGINES) if CV else [],
+        per_speaker=(
+            expand(rules.cv_pool.output.per_speaker, engine=ENGINES) if CV else []
+        ),
     output:
+        headline=report(
+            "results/tables/headline.csv",
+            caption="../report/headline.rst",
+            category="Tables",
+        ),
+        headline_md="results/tables/headline.md",
+        # With speaker cross-validation only: held-out BCA per speaker and engine.
+        cv_per_speaker=(
+            report(
+                "results/plots/cv_per_speaker.png",
+                caption="../report/cv_per_speaker.rst",
+                category="Evaluation",
+            )
+            if CV
+            else []
+        ),
         table3=report(
             "results/tables/table3_time_to_threshold.csv",
             caption="../report/table3_time_to_threshold.rst",
@@ -68,5 +88,5 @@ rule report:
             "report", "split", "hpo", "corpora", "search_space", "target_labels"
         ),
     shell:
-        "serhpo report --trials {input.trials} --evals {input.evals} "
+        "serhpo report --trials {input.trials} --evals {input.evals} --cv {input.cv} "
         "--config-json {params.settings:q} --out results > {log} 2>&1"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,9 @@ RESAMPLE_QUALITY = "VHQ"
 #: The silence check's frames (seconds) and the percentile of their levels it compares.
 ACTIVE_FRAME_S = 0.02
 ACTIVE_PERCENTILE = 95.0
+
+#: A downmix this many dB below the loudest channel means the channels cancel (:func:`downmix`).
+CANCEL_DB = 20.0
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +54,13 @@ class AudioChecks:
         min_duration_s: shortest usable duration, after resampling.
         silence_dbfs: a file whose active-speech level (:func:`active_level_dbfs`, dB
             relative to full scale) is below this is silent.
+        min_sample_rate: a file recorded at a lower rate (Hz) holds no usable speech band
+            (a 100-Hz header is a broken file, not a recording) and is rejected.
     """
 
     min_duration_s: float = 0.5
     silence_dbfs: float = -70.0
+    min_sample_rate: int = 4000
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,9 @@ class PreparedAudio:
         original_channels: the file's channel count.
         gain_db: the level normalisation's gain (0 when it is off).
         peak_limited: the gain was lowered to keep the peak at ``Loudness.peak_dbfs``.
+        notes: what was found and done about a file that is kept but not as it should be,
+            each starting with a category (``truncated:``, ``clipped:``,
+            ``channels cancel:``); counted in the corpus summary.
     """
 
     samples: np.ndarray
@@ -99,6 +109,7 @@ class PreparedAudio:
     original_channels: int
     gain_db: float = 0.0
     peak_limited: bool = False
+    notes: tuple[str, ...] = ()
 
     @property
     def duration_s(self) -> float:
@@ -116,7 +127,15 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
         AudioRejected: the file is empty or cannot be decoded.
     """
     path = Path(path)
-    if path.stat().st_size == 0:
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        if path.is_symlink():
+            raise AudioRejected(
+                f"broken link: {path} points to {os.readlink(path)}, which does not exist"
+            ) from None
+        raise AudioRejected(f"unreadable: {error}") from None
+    if size == 0:
         raise AudioRejected("empty: the file has 0 bytes")
     try:
         # soundfile detects the container from the header, not the name, so an AIFF
@@ -137,6 +156,97 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
         [0.5, 0.5]
     """
     return samples.mean(axis=1, dtype=np.float32) if samples.ndim == 2 else samples
+
+
+def downmix(samples: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """Average the channels into one, unless that average cancels the speech.
+
+    A recording whose channels are (nearly) each other's negative, a wiring fault of
+    microphones or of a stereo conversion, averages to near silence: when the mean's RMS
+    is more than :data:`CANCEL_DB` below the loudest channel's, that channel is kept alone.
+
+    Returns:
+        ``(mono, note)``: the note says which channel was kept, or None.
+
+    Example:
+        >>> tone = np.sin(np.arange(800) / 5).astype(np.float32)
+        >>> mono, note = downmix(np.stack([tone, -tone], axis=1))
+        >>> bool(np.allclose(mono, tone)), note.split(":")[0]
+        (True, 'channels cancel')
+    """
+    mono = to_mono(samples)
+    if samples.ndim != 2 or samples.shape[1] < 2:
+        return mono, None
+    channel_levels = [rms_dbfs(samples[:, channel]) for channel in range(samples.shape[1])]
+    loudest = int(np.argmax(channel_levels))
+    mixed = rms_dbfs(mono)
+    if math.isinf(channel_levels[loudest]) or mixed >= channel_levels[loudest] - CANCEL_DB:
+        return mono, None
+    below = "silent" if math.isinf(mixed) else f"{channel_levels[loudest] - mixed:.0f} dB below"
+    note = (
+        f"channels cancel: the mean of the {samples.shape[1]} channels is {below} channel "
+        f"{loudest + 1}'s level (one is the negative of another); kept channel {loudest + 1} "
+        "alone"
+    )
+    return np.ascontiguousarray(samples[:, loudest], dtype=np.float32), note
+
+
+def wav_declared_frames(path: Path) -> int | None:
+    """The frame count a WAV file's header declares (data chunk size / block align).
+
+    libsndfile trims its own count to the bytes present, so a file cut mid-data is seen
+    only by comparing this with the frames decoded. None for other containers, for RF64,
+    and for a streaming header that leaves the size open (0 or 0xFFFFFFFF).
+
+    Example:
+        >>> wav_declared_frames(Path("03a01Fa.wav"))  # doctest: +SKIP
+        31872
+    """
+    with open(path, "rb") as stream:
+        head = stream.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        block_align = 0
+        while True:
+            chunk = stream.read(8)
+            if len(chunk) < 8:
+                return None
+            name, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if name == b"data":
+                if not block_align or size in (0, 0xFFFFFFFF):
+                    return None
+                return size // block_align
+            if name == b"fmt ":
+                body = stream.read(size)
+                if len(body) < 14:
+                    return None
+                block_align = int.from_bytes(body[12:14], "little")
+                stream.seek(size % 2, os.SEEK_CUR)
+            else:
+                stream.seek(size + size % 2, os.SEEK_CUR)
+
+
+def decoding_notes(path: Path, samples: np.ndarray) -> list[str]:
+    """What is wrong with a decoded file that is still kept: cut mid-data, clipped.
+
+    Example:
+        >>> decoding_notes(Path("loud.wav"), np.array([[1.5]], dtype=np.float32))  # doctest: +SKIP
+        ['clipped: float samples peak at 1.50, above full scale (1.0); stored clipped at 1.0']
+    """
+    notes = []
+    declared = wav_declared_frames(path)
+    if declared is not None and samples.shape[0] < declared:
+        notes.append(
+            f"truncated: the header declares {declared} frames, the file holds "
+            f"{samples.shape[0]} ({100 * samples.shape[0] / declared:.0f}%); kept what is there"
+        )
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    if peak > 1.0:
+        notes.append(
+            f"clipped: float samples peak at {peak:.2f}, above full scale (1.0); stored "
+            "clipped at 1.0"
+        )
+    return notes
 
 
 def resample(samples: np.ndarray, *, from_rate: int, to_rate: int) -> np.ndarray:
@@ -245,7 +355,9 @@ def prepare_waveform(
     """Decode a file, downmix it to mono, resample it, check it, and normalise its level.
 
     The checks judge the recording as it was; the level normalisation (when
-    ``loudness.enabled``) follows them.
+    ``loudness.enabled``) follows them. A file below ``checks.min_sample_rate`` is
+    rejected; one cut mid-data, clipped, or whose channels cancel is kept with a note
+    (:attr:`PreparedAudio.notes`).
 
     Args:
         path: any audio file libsndfile can decode.
@@ -261,9 +373,18 @@ def prepare_waveform(
         >>> audio.sample_rate, audio.samples.ndim
         (16000, 1)
     """
+    checks = checks or AudioChecks()
     samples, original_rate = read_audio(path)
-    mono = resample(to_mono(samples), from_rate=original_rate, to_rate=sample_rate)
-    check_waveform(mono, sample_rate=sample_rate, checks=checks or AudioChecks())
+    if original_rate < checks.min_sample_rate:
+        raise AudioRejected(
+            f"sample rate: {original_rate} Hz, below audio.min_sample_rate = "
+            f"{checks.min_sample_rate} Hz (no speech band to resample; a broken header?)"
+        )
+    notes = decoding_notes(path, samples)
+    mixed, note = downmix(samples)
+    notes += [note] if note else []
+    mono = resample(mixed, from_rate=original_rate, to_rate=sample_rate)
+    check_waveform(mono, sample_rate=sample_rate, checks=checks)
     gain_db, limited = 0.0, False
     if loudness is not None and loudness.enabled:
         mono, gain_db, limited = normalise_loudness(
@@ -278,6 +399,7 @@ def prepare_waveform(
         original_channels=samples.shape[1],
         gain_db=gain_db,
         peak_limited=limited,
+        notes=tuple(notes),
     )
 
 

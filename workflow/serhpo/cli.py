@@ -19,6 +19,10 @@ from serhpo.errors import UserError
 
 #: stage name -> (module implementing it, one-line help)
 STAGES: dict[str, tuple[str, str]] = {
+    "check-config": (
+        "serhpo.config",
+        "check config files as the workflow does before any job, naming file, line and key",
+    ),
     "download": (
         "serhpo.corpora.download",
         "download and unpack a corpus (resumable, checksummed)",
@@ -43,6 +47,14 @@ STAGES: dict[str, tuple[str, str]] = {
     "hpo": ("serhpo.hpo.study", "run one engine's hyper-parameter study"),
     "retrain": ("serhpo.final", "retrain a study's best configuration on train + valid"),
     "evaluate": ("serhpo.evaluation", "score a model on a corpus: in-corpus test or zero-shot"),
+    "cv-fold": (
+        "serhpo.crossval",
+        "retrain an outer fold's best configuration and score its held-out speakers",
+    ),
+    "cv-pool": (
+        "serhpo.cvpool",
+        "pool the outer folds: BCA with a speaker bootstrap, per-speaker table",
+    ),
     "fl-evaluate": (
         "serhpo.federated.evaluate",
         "retrain a federated study's best and cheapest near-best configurations and score them",

@@ -162,12 +162,124 @@ def load_config(paths: Sequence[Path], *, schema_path: Path = SCHEMA_PATH) -> di
     """
     merged: dict[str, Any] = {}
     for path in paths:
-        with open(path) as stream:
-            merged = deep_merge(merged, yaml.safe_load(stream) or {})
+        merged = deep_merge(merged, read_config_file(Path(path)))
     schema = load_schema(schema_path)
     completed = with_defaults(drop_nulls(merged, schema), schema)
     validate_config(completed, schema)
+    check_config(completed)
     return completed
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read one YAML config file.
+
+    Raises:
+        UserError: the file is missing, is not valid YAML (naming the file, the line and the
+            column, counted from 1, and what the parser expected), or is not a mapping.
+
+    Example:
+        >>> read_config_file(Path("config.yaml"))["seed"]  # doctest: +SKIP
+        0
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist; pass an existing --config file.")
+    try:
+        content = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = " ".join(
+            str(part)
+            for part in (getattr(error, "context", None), getattr(error, "problem", None))
+            if part
+        )
+        raise UserError(
+            f"config file {path}{where}: not valid YAML ({problem or error}). Fix the syntax "
+            "there: indent nested keys by the same spaces, put a space after each colon, and "
+            "close every bracket and quote."
+        ) from None
+    if not isinstance(content, Mapping):
+        raise UserError(f"config file {path} holds {type(content).__name__}; expected a mapping.")
+    return dict(content)
+
+
+def check_config(config: Mapping[str, Any], *, project_dir: Path | None = None) -> None:
+    """The checks the schema cannot express, each naming its config key; run before any work.
+
+    - ``search_space`` and ``federated.search_space`` parse (:class:`SearchSpace`): bounds in
+      order, loguniform above 0, known types, at least two choices;
+    - each corpus' ``label_map`` maps onto ``target_labels`` or null, and for a built-in
+      corpus (emodb, ravdess, cremad) names only that corpus' own labels;
+    - with ``project_dir``, each corpus whose ``source`` is a local folder (not ``download``
+      or ``synthetic``) has that folder, relative to ``project_dir``.
+
+    Args:
+        config: the completed configuration (defaults filled in).
+        project_dir: the folder relative paths start from (Snakemake's working directory);
+            None skips the file system checks.
+
+    Raises:
+        UserError: naming the key, what was found and what is allowed.
+
+    Example:
+        >>> check_config({"search_space": {"x": {"type": "int", "low": 2, "high": 1}}})
+        ... # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        serhpo.errors.UserError: config key search_space.x: found low=2, high=1; ...
+    """
+    from serhpo.hpo.space import SearchSpace  # numpy; the config module stays light
+
+    if "search_space" in config:
+        SearchSpace.from_config(config["search_space"], key="search_space")
+    federated = config.get("federated")
+    if isinstance(federated, Mapping) and "search_space" in federated:
+        SearchSpace.from_config(federated["search_space"], key="federated.search_space")
+    targets = list(config.get("target_labels") or [])
+    for corpus, entry in (config.get("corpora") or {}).items():
+        if not isinstance(entry, Mapping):
+            continue
+        if targets:
+            _check_label_map(corpus, entry, targets=targets)
+        if project_dir is not None:
+            _check_local_source(corpus, entry, project_dir=Path(project_dir))
+
+
+def _check_label_map(corpus: str, entry: Mapping[str, Any], *, targets: list[str]) -> None:
+    from serhpo.corpora import FORMATS
+
+    label_map = entry.get("label_map") or {}
+    for own, target in label_map.items():
+        if target is not None and target not in targets:
+            raise UserError(
+                f"config key corpora.{corpus}.label_map.{own}: found {target!r}, which is not in "
+                f"target_labels; allowed: {targets}, or null to drop the label. Fix the "
+                "spelling, or add the label to target_labels."
+            )
+    fmt = FORMATS.get(entry.get("format") or corpus)
+    if fmt is not None:
+        unknown = sorted(set(label_map) - set(fmt.labels))
+        if unknown:
+            raise UserError(
+                f"config key corpora.{corpus}.label_map: found {unknown}, which {fmt.name} does "
+                f"not have; its own labels are {list(fmt.labels)}. Fix or remove those keys."
+            )
+
+
+def _check_local_source(corpus: str, entry: Mapping[str, Any], *, project_dir: Path) -> None:
+    source = entry.get("source")
+    if not isinstance(source, str) or source in ("download", "synthetic"):
+        return
+    folder = Path(source) if Path(source).is_absolute() else project_dir / source
+    if folder.is_dir():
+        return
+    found = "a file" if folder.exists() else "no such folder"
+    raise UserError(
+        f"config key corpora.{corpus}.source: found {source!r}, but {folder} is {found}; "
+        "expected a folder holding the corpus' files (relative to the project folder). "
+        "Point the key at that folder, or set it to download or synthetic."
+    )
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -209,18 +321,7 @@ def read_stage_config(
     """
     merged: dict[str, Any] = {}
     for path in files:
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"config file {path} does not exist; pass an existing --config file.")
-        try:
-            content = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise UserError(f"config file {path} is not valid YAML: {error}") from None
-        if not isinstance(content, Mapping):
-            raise UserError(
-                f"config file {path} holds {type(content).__name__}; expected a mapping."
-            )
-        merged = deep_merge(merged, content)
+        merged = deep_merge(merged, read_config_file(Path(path)))
     if config_json:
         try:
             extra = json.loads(config_json)
@@ -237,3 +338,29 @@ def read_stage_config(
     completed = with_defaults(merged, schema)
     validate_config({key: completed[key] for key in merged}, schema)
     return completed
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``serhpo check-config``."""
+    parser.add_argument(
+        "files",
+        type=Path,
+        nargs="+",
+        metavar="CONFIG.yaml",
+        help="config files in the order Snakemake's --configfile gets them (later files win)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``serhpo check-config``: what the workflow checks before any job, file by file.
+
+    Snakemake's own loading of ``--configfile`` says only "Config file is not valid JSON or
+    YAML"; this names the file, the line and the column.
+
+    Example:
+        $ serhpo check-config config.yaml my-changes.yaml
+    """
+    config = load_config(args.files)
+    check_config(config, project_dir=Path.cwd())
+    print(f"config OK: {', '.join(str(path) for path in args.files)}")
+    return 0

@@ -177,6 +177,21 @@ def _assign_fold(table: pd.DataFrame, *, fold: int, split_csv: Path) -> pd.DataF
     return table
 
 
+def utterances_of(rows: pd.DataFrame, *, root: Path | None = None) -> list[Utterance]:
+    """The utterances of some rows of a split CSV (checked to exist), in row order.
+
+    For callers that choose rows by other columns than ``part`` (the outer and inner
+    folds of :mod:`serhpo.crossval`).
+
+    Example:
+        >>> table = pd.read_csv("results/splits/emodb.csv", dtype=str)  # doctest: +SKIP
+        >>> len(utterances_of(table[table["fold"] == "0"]))  # doctest: +SKIP
+        107
+    """
+    root = Path.cwd() if root is None else Path(root)
+    return [_utterance(row, root=root) for row in rows.itertuples(index=False)]
+
+
 def _utterance(row: object, *, root: Path) -> Utterance:
     path = Path(row.path)
     path = path if path.is_absolute() else root / path

@@ -60,6 +60,7 @@ from tqdm import tqdm
 
 from serhpo.data import Preprocessing, Utterance, load_split, read_waveform
 from serhpo.errors import UserError
+from serhpo.files import honour_umask
 from serhpo.models.base import FeatureItem, FrozenFeature, fingerprint_of
 
 log = logging.getLogger(__name__)
@@ -466,6 +467,7 @@ def write_entry(
     try:
         with os.fdopen(handle, "wb") as stream:
             torch.save(entry_payload(item, identity=identity), stream)
+        honour_umask(Path(temporary))  # mkstemp's 0600 would hide the cache from the group
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -130,6 +131,9 @@ def _prepare_one(
     loudness: Loudness | None = None,
 ) -> dict[str, Any]:
     source = Path(row["source_path"])
+    if source.is_symlink() and not source.exists():
+        target = os.readlink(source)
+        return {"rejected": f"broken link: it points to {target}, which does not exist"}
     try:
         # Hashed first: the decoder then reads the same bytes from the page cache.
         digest = file_digest(source)
@@ -150,6 +154,7 @@ def _prepare_one(
         "sha256": digest,
         "gain_db": audio.gain_db,
         "peak_limited": audio.peak_limited,
+        "notes": audio.notes,
     }
 
 
@@ -271,6 +276,7 @@ def prepare_corpus(
     first_with: dict[str, str] = {}  # content hash -> the source path kept
     gains: list[float] = []
     limited = 0
+    notes: dict[str, list[str]] = {}  # category -> utterance ids kept with such a note
     for row, result in zip(rows, results, strict=True):
         digest = result.pop("sha256", None)
         if digest is not None and "rejected" not in result:
@@ -292,6 +298,9 @@ def prepare_corpus(
             continue
         gains.append(result.pop("gain_db"))
         limited += bool(result.pop("peak_limited"))
+        for note in result.pop("notes"):
+            notes.setdefault(note.split(":")[0], []).append(str(row["utterance_id"]))
+            log.warning("corpus %s: %s: %s", corpus, row["source_path"], note)
         manifest_rows.append(
             {
                 **{key: row[key] for key in ("utterance_id", "speaker", "gender", "sentence")},
@@ -310,6 +319,11 @@ def prepare_corpus(
         corpus=corpus, fmt=fmt, manifest=manifest, rejects=reject_table, mapping=mapping
     )
     summary["loudness"] = loudness_summary(loudness, gains=gains, limited=limited)
+    summary["kept_with_notes"] = {
+        category: {"count": len(ids), "utterances": sorted(ids)}
+        for category, ids in sorted(notes.items())
+    }
+    summary["ignored_files"] = dict(listing.ignored)
     if limited:
         log.warning(
             "corpus %s: %d of %d files reached the peak limit of %.1f dBFS before the loudness "
@@ -416,6 +430,10 @@ def log_summary(summary: Mapping[str, Any], *, rejects_path: Path) -> None:
             rejects_path,
             summary["rejected_per_reason"],
         )
+    for category, kept in summary.get("kept_with_notes", {}).items():
+        log.warning("%d files kept but %s (see the summary)", kept["count"], category)
+    if summary.get("ignored_files"):
+        log.info("files that are not audio, left out: %s", summary["ignored_files"])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -448,6 +466,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="official, an integer, or none (accept any number of recordings)",
     )
     parser.add_argument("--sample-rate", type=int, default=16000)
+    parser.add_argument(
+        "--min-sample-rate",
+        type=int,
+        default=AudioChecks.min_sample_rate,
+        help="reject files recorded below this rate (Hz)",
+    )
     parser.add_argument("--min-duration", type=float, default=AudioChecks.min_duration_s)
     parser.add_argument(
         "--silence-dbfs",
@@ -523,7 +547,11 @@ def run(args: argparse.Namespace) -> int:
         label_map=label_map,
         expect_count=parse_expect_count(args.expect_count, fmt),
         sample_rate=args.sample_rate,
-        checks=AudioChecks(min_duration_s=args.min_duration, silence_dbfs=args.silence_dbfs),
+        checks=AudioChecks(
+            min_duration_s=args.min_duration,
+            silence_dbfs=args.silence_dbfs,
+            min_sample_rate=args.min_sample_rate,
+        ),
         loudness=parse_loudness(args.loudness_lufs, peak_dbfs=args.peak_dbfs),
         threads=args.threads,
     )

@@ -8,8 +8,14 @@ Two protocols:
   parts as far as whole speakers allow (scikit-learn's ``StratifiedGroupKFold``).
 
 Both carve the validation part from the training part: HPO selects on ``valid`` and the ``test``
-part is read only by evaluation. Optional folds (``fold`` column) give leave-speakers-out
-cross-validation.
+part is read only by evaluation. This single split (``part`` column) is the paper's protocol.
+
+Optional outer folds (``fold`` column, ``split.folds``: k or ``loso``) give speaker
+cross-validation with ``strategy: speaker``: every speaker is held out exactly once, either in
+one of k label-balanced groups of speakers (``StratifiedGroupKFold``) or alone
+(leave-one-speaker-out). Inside an outer fold, hyper-parameters are selected on inner speaker
+folds of its training speakers (:func:`inner_speaker_folds`, ``split.inner_folds``), computed
+from the seed when needed, so the split CSV holds the outer folds only.
 
 A zero-shot corpus (``corpora.<name>.role: zero_shot``) is never trained on: it needs no split
 and is scored on all its labelled rows, so every one of them is written with part ``test``,
@@ -36,6 +42,31 @@ log = logging.getLogger(__name__)
 PARTS = ("train", "valid", "test")
 STRATEGIES = ("stratified", "speaker")
 ROLES = ("tune", "zero_shot")
+#: ``split.folds`` value for leave-one-speaker-out folds.
+LOSO = "loso"
+
+
+def parse_folds(value: int | str | None, *, key: str = "split.folds") -> int | str:
+    """Check a folds setting: 0 (none), an integer k >= 2, or ``"loso"``.
+
+    Example:
+        >>> parse_folds("5"), parse_folds("loso"), parse_folds(None)
+        (5, 'loso', 0)
+    """
+    if value is None:
+        return 0
+    if isinstance(value, str) and value.strip().lower() == LOSO:
+        return LOSO
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = -1
+    if isinstance(value, bool) or number == 1 or number < 0 or str(number) != str(value).strip():
+        raise UserError(
+            f"{key} is {value!r}; expected 0 (no folds), an integer k >= 2, or 'loso' "
+            "(leave-one-speaker-out)."
+        )
+    return number
 
 
 def _check_fractions(test_fraction: float, valid_fraction: float) -> None:
@@ -128,8 +159,33 @@ def split_by_speaker(
     return parts
 
 
-def assign_folds(manifest: pd.DataFrame, *, folds: int, by_speaker: bool, seed: int) -> pd.Series:
-    """Fold number per utterance: leave-speakers-out when ``by_speaker``, else label-stratified."""
+def assign_folds(
+    manifest: pd.DataFrame, *, folds: int | str, by_speaker: bool, seed: int
+) -> pd.Series:
+    """Fold number per utterance: leave-speakers-out when ``by_speaker``, else label-stratified.
+
+    With ``by_speaker``, every speaker is in exactly one fold: ``folds`` label-balanced groups
+    of speakers (scikit-learn's ``StratifiedGroupKFold``, shuffled by ``seed``), or with
+    ``folds="loso"`` one fold per speaker, numbered in sorted speaker order.
+
+    Raises:
+        UserError: more folds than speakers, or ``loso`` without ``by_speaker``.
+
+    Example:
+        >>> fold = assign_folds(manifest, folds="loso", by_speaker=True, seed=0)  # doctest: +SKIP
+        >>> fold.nunique() == manifest["speaker"].nunique()  # doctest: +SKIP
+        True
+    """
+    folds = parse_folds(folds)
+    if folds == LOSO:
+        if not by_speaker:
+            raise UserError(
+                "split.folds: loso (leave-one-speaker-out) needs split.strategy: speaker; "
+                "set the strategy to speaker, or give split.folds a number of folds."
+            )
+        speakers = sorted(manifest["speaker"].astype(str).unique())
+        number = {speaker: index for index, speaker in enumerate(speakers)}
+        return manifest["speaker"].astype(str).map(number).astype(int).rename("fold")
     if by_speaker:
         n_speakers = manifest["speaker"].nunique()
         if folds > n_speakers:
@@ -149,20 +205,60 @@ def assign_folds(manifest: pd.DataFrame, *, folds: int, by_speaker: bool, seed: 
     return pd.Series(fold, index=manifest.index, name="fold")
 
 
+def inner_speaker_folds(
+    training: pd.DataFrame, *, inner_folds: int | str = 3, seed: int = 0
+) -> pd.Series:
+    """Inner speaker folds of an outer fold's training rows, for selection inside it.
+
+    The same rows, ``inner_folds`` and ``seed`` always give the same folds (the HPO study
+    and anyone checking it agree without storing them). Every training speaker is in exactly
+    one inner fold; ``"loso"`` gives one fold per speaker.
+
+    Args:
+        training: the outer fold's training rows (``speaker``, ``label``).
+        inner_folds: k >= 2, or ``"loso"``.
+        seed: shuffles the speakers into folds.
+
+    Returns:
+        Inner fold number per row, same index.
+
+    Raises:
+        UserError: fewer training speakers than inner folds.
+
+    Example:
+        >>> inner = inner_speaker_folds(split[split["fold"] != 0], inner_folds=3, seed=0)
+        ... # doctest: +SKIP
+        >>> sorted(inner.unique())  # doctest: +SKIP
+        [0, 1, 2]
+    """
+    inner_folds = parse_folds(inner_folds, key="split.inner_folds")
+    n_speakers = training["speaker"].nunique()
+    if inner_folds == 0 or (inner_folds != LOSO and inner_folds > n_speakers) or n_speakers < 2:
+        raise UserError(
+            f"split.inner_folds is {inner_folds!r} but an outer fold has {n_speakers} training "
+            f"speakers; inner speaker folds need 2 to {n_speakers} folds (or loso with at least 2 "
+            "speakers). Lower split.inner_folds, or use fewer outer folds (split.folds)."
+        )
+    return assign_folds(training, folds=inner_folds, by_speaker=True, seed=seed).rename(
+        "inner_fold"
+    )
+
+
 def split_manifest(
     manifest: pd.DataFrame,
     *,
     strategy: str = "stratified",
     test_fraction: float = 0.2,
     valid_fraction: float = 0.2,
-    folds: int = 0,
+    folds: int | str = 0,
     seed: int = 0,
     role: str = "tune",
 ) -> pd.DataFrame:
-    """The labelled rows of a manifest with their ``part`` (and ``fold`` when ``folds`` >= 2).
+    """The labelled rows of a manifest with their ``part`` (and ``fold`` when ``folds`` is set).
 
-    Utterances with an empty label (dropped by the label map) are left out. A ``zero_shot``
-    corpus is not split: every labelled row is ``test``.
+    Utterances with an empty label (dropped by the label map) are left out. ``folds``: 0
+    (none), k >= 2 or ``"loso"`` (speaker strategy only). A ``zero_shot`` corpus is not
+    split: every labelled row is ``test`` (and it gets no folds).
 
     Example:
         >>> split_manifest(two_speaker_manifest, strategy="speaker", role="zero_shot")[
@@ -190,9 +286,8 @@ def split_manifest(
     split = split_by_speaker if strategy == "speaker" else split_stratified
     parts = split(labelled, test_fraction=test_fraction, valid_fraction=valid_fraction, seed=seed)
     result = labelled.assign(part=parts)
-    if folds == 1 or folds < 0:
-        raise UserError(f"split.folds is {folds}; expected 0 (no folds) or at least 2.")
-    if folds >= 2:
+    folds = parse_folds(folds)
+    if folds != 0:
         result["fold"] = assign_folds(
             labelled, folds=folds, by_speaker=strategy == "speaker", seed=seed
         )
@@ -213,7 +308,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", choices=STRATEGIES, default="stratified")
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--valid-fraction", type=float, default=0.2)
-    parser.add_argument("--folds", type=int, default=0, help="0 for none, else k >= 2 folds")
+    parser.add_argument(
+        "--folds",
+        type=parse_folds,
+        default=0,
+        help="outer folds: 0 for none, k >= 2, or loso (leave-one-speaker-out; strategy speaker)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--role",

@@ -39,6 +39,8 @@ class Listing:
             :data:`REJECTED_COLUMNS`; they go to the rejects CSV with their reason as is.
         labels: the corpus' own labels, for readers that learn them from the data (a table);
             empty when the format's :attr:`CorpusFormat.labels` are fixed.
+        ignored: files in the folder that are not audio (by suffix), counted per suffix
+            (``"(none)"`` without one), so that every file is accounted for.
     """
 
     utterances: pd.DataFrame
@@ -47,6 +49,7 @@ class Listing:
     )
     rejected: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECTED_COLUMNS))
     labels: tuple[str, ...] = ()
+    ignored: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from serhpo import __version__
 from serhpo.errors import UserError
+from serhpo.files import honour_umask
 
 logger = logging.getLogger(__name__)
 
@@ -312,7 +313,8 @@ def extract_archive(archive: Path, target: Path) -> None:
 
     Members with absolute paths, ``..``, links that point outside ``target``, devices or
     FIFOs make the whole archive refused before anything is written; tar archives are also
-    extracted with the standard library's ``filter="data"``.
+    extracted with the standard library's ``filter="data"``, and their members' modes are
+    replaced by the umask's (a member archived as 0600 would be hidden from the group).
 
     Raises:
         UserError: the file is not an archive, or holds an unsafe member.
@@ -340,6 +342,13 @@ def extract_archive(archive: Path, target: Path) -> None:
             except tarfile.FilterError as error:  # what our own checks missed
                 member = getattr(error, "tarinfo", None)
                 raise _refuse(archive, member.name if member else "a member", str(error)) from None
+        # tar applies each member's mode (a 0600 member stays private): the umask decides
+        # instead, as for every other output (zip extraction already follows it).
+        for folder, _, names in os.walk(target):
+            honour_umask(Path(folder), directory=True)
+            for name in names:
+                if not Path(folder, name).is_symlink():
+                    honour_umask(Path(folder, name))
         return
     with archive.open("rb") as stream:
         start = stream.read(16)
@@ -450,6 +459,7 @@ def _stage_and_install(dest: Path, fill: Callable[[Path], None]) -> None:
     for stale in dest.parent.glob(f".{dest.name}.incoming-*"):  # left by a killed run
         shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.incoming-", dir=dest.parent))
+    honour_umask(staging, directory=True)  # mkdtemp's 0700 would become dest's mode
     try:
         fill(staging)
         _install(staging, dest)

@@ -1,4 +1,4 @@
-"""Finding a corpus' WAV files under a folder and turning parsed names into a :class:`Listing`.
+"""Finding a corpus' audio files under a folder and turning parsed names into a :class:`Listing`.
 
 Every reader (EmoDB, RAVDESS, CREMA-D) shares this walk; each supplies only its name parser.
 """
@@ -17,6 +17,13 @@ from serhpo.errors import UserError
 
 #: What a name parser returns: the listing's columns except ``source_path``.
 ParsedName = dict[str, Any]
+
+#: Suffixes of the containers libsndfile decodes: files named so are recordings, whatever
+#: their container (a FLAC copy of a corpus is read like its WAVs).
+AUDIO_SUFFIXES: frozenset[str] = frozenset(
+    {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au",
+     ".snd", ".w64", ".caf", ".rf64"}
+)  # fmt: skip
 
 
 def walk_files(root: Path) -> list[Path]:
@@ -56,11 +63,13 @@ def build_listing(
     parse_name: Callable[[Path], ParsedName],
     extra_columns: Sequence[str] = (),
 ) -> Listing:
-    """Parse the WAV files among ``files`` into a :class:`Listing`.
+    """Parse the audio files among ``files`` into a :class:`Listing`.
 
-    Files whose suffix is not ``.wav`` (any case) are not recordings and are left out; a WAV
-    whose name ``parse_name`` rejects (by raising ``ValueError`` with the reason), or whose
-    utterance id was already seen, goes to ``Listing.unparsed``.
+    A file whose suffix is one of :data:`AUDIO_SUFFIXES` (any case) is a recording; the others
+    are counted per suffix in ``Listing.ignored``. A recording whose name ``parse_name``
+    rejects (by raising ``ValueError`` with the reason), or whose utterance id was already
+    seen (``03a01Fa.flac`` beside ``03a01Fa.wav``: WAVs are taken first), goes to
+    ``Listing.unparsed``.
 
     Args:
         files: candidate files, e.g. from :func:`walk_files`.
@@ -79,8 +88,13 @@ def build_listing(
     rows: list[ParsedName] = []
     unparsed: list[dict[str, str]] = []
     first_path_of: dict[str, str] = {}
-    for path in files:
-        if path.suffix.lower() != ".wav":
+    ignored: dict[str, int] = {}
+    # WAVs first: of an utterance in two containers (CREMA-D's AudioWAV and AudioMP3), the
+    # lossless one is kept and the other rejected as its duplicate.
+    for path in sorted(files, key=lambda p: (p.suffix.lower() != ".wav", str(p))):
+        if path.suffix.lower() not in AUDIO_SUFFIXES:
+            suffix = path.suffix.lower() or "(none)"
+            ignored[suffix] = ignored.get(suffix, 0) + 1
             continue
         source_path = str(path)
         try:
@@ -103,4 +117,5 @@ def build_listing(
     return Listing(
         utterances=pd.DataFrame(rows, columns=columns),
         unparsed=pd.DataFrame(unparsed, columns=["source_path", "reason"]),
+        ignored=dict(sorted(ignored.items())),
     )

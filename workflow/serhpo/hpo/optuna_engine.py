@@ -2,9 +2,10 @@
 
 The study lives in a journal file (``engine_state/optuna.journal``) opened with
 ``load_if_exists``, so a restarted study continues where its journal stands, and several
-worker processes can share it (on a shared file system). Its median pruner stops trials
-when pruning is on (single objective; Optuna cannot prune multi-objective trials, so those
-use the study's shared rule).
+worker processes can share it (on a shared file system). Its pruner,
+:class:`MarginMedianPruner`, stops trials when pruning is on (single objective; Optuna cannot
+prune multi-objective trials, so those use the study's shared rule): Optuna's median rule with
+the margin of :mod:`serhpo.hpo.pruning` (``hpo.pruning.margin``).
 
 Example:
     >>> from serhpo.hpo.settings import HpoSettings
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import optuna
 from optuna.distributions import (
     BaseDistribution,
@@ -48,6 +50,42 @@ _STATES = {
     TrialStatus.FAILED: TrialState.FAIL,
     TrialStatus.PRUNED: TrialState.PRUNED,
 }
+
+
+class MarginMedianPruner(optuna.pruners.BasePruner):
+    """Optuna's median pruner with a margin: prune only below the median by more than ``margin``.
+
+    After step ``s`` (>= ``n_warmup_steps``; an epoch, or an inner fold in a cross-validation
+    study), once ``n_startup_trials`` trials have completed, a trial is pruned when its
+    intermediate value at ``s`` is below the median of the completed trials' values at ``s``
+    minus ``margin`` (the study maximises BCA). With ``margin=0`` this is
+    ``optuna.pruners.MedianPruner``'s decision; the margin keeps trials within noise of the
+    median running, as the shared rule (:class:`serhpo.hpo.pruning.EarlyStopRule`) does.
+
+    Example:
+        >>> pruner = MarginMedianPruner(margin=0.05, n_startup_trials=3, n_warmup_steps=1)
+        >>> study = optuna.create_study(direction="maximize", pruner=pruner)
+    """
+
+    def __init__(
+        self, *, margin: float = 0.05, n_startup_trials: int = 3, n_warmup_steps: int = 1
+    ) -> None:
+        self.margin = margin
+        self.n_startup_trials = n_startup_trials
+        self.n_warmup_steps = n_warmup_steps
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is None or step < self.n_warmup_steps:
+            return False
+        completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if len(completed) < self.n_startup_trials:
+            return False
+        at_step = [t.intermediate_values[step] for t in completed if step in t.intermediate_values]
+        if len(at_step) < self.n_startup_trials:
+            return False
+        median = float(np.median(at_step))
+        return float(trial.intermediate_values[step]) < median - self.margin
 
 
 class FlockJournalLock(JournalFileOpenLock):
@@ -128,7 +166,8 @@ class OptunaEngine(Engine):
         self.multi_objective = settings.multi_objective.enabled
         self.native_pruning = settings.pruning.enabled and not self.multi_objective
         pruner: optuna.pruners.BasePruner = (
-            optuna.pruners.MedianPruner(
+            MarginMedianPruner(
+                margin=settings.pruning.margin,
                 n_startup_trials=settings.pruning.min_trials,
                 n_warmup_steps=settings.pruning.min_epochs,
             )

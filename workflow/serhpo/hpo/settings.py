@@ -40,7 +40,7 @@ _HPO_KEYS = {
     "multi_objective",
     "n_workers",
 }
-_PRUNING_KEYS = {"enabled", "min_epochs", "chance_margin", "min_trials"}
+_PRUNING_KEYS = {"enabled", "min_epochs", "chance_margin", "min_trials", "margin"}
 _MULTI_KEYS = {"enabled", "sampler", "population_size", "cost"}
 
 
@@ -53,14 +53,20 @@ class PruningSettings:
         min_epochs: no trial is stopped before this epoch.
         chance_margin: a trial whose BCA is <= 1/n_classes + this margin is at chance level.
         min_trials: the median rule needs this many completed trials that reached the epoch.
+        margin: the median rule stops a trial only when its BCA is below the completed
+            trials' median by more than this (a trial within noise of the median goes on).
         n_classes: number of target labels (from config's ``target_labels``).
+        step: what one report is, for the reasons logged: ``epoch``, or ``inner fold`` in a
+            cross-validation study (its running mean is reported after each inner fold).
     """
 
     enabled: bool = False
     min_epochs: int = 1
     chance_margin: float = 0.02
     min_trials: int = 3
+    margin: float = 0.05
     n_classes: int = 7
+    step: str = "epoch"
 
     @property
     def chance_level(self) -> float:
@@ -164,6 +170,7 @@ class HpoSettings:
                 min_trials=_integer(
                     pruning.get("min_trials", 3), "hpo.pruning.min_trials", minimum=1
                 ),
+                margin=_number(pruning.get("margin", 0.05), "hpo.pruning.margin", null=False),
                 n_classes=max(2, len(labels)),
             ),
             multi_objective=MultiObjectiveSettings(

@@ -47,6 +47,8 @@ _KEYS_BY_TYPE: dict[str, set[str]] = {
     "choice": {"type", "choices", "grid", "when"},
     "fixed": {"type", "value"},
 }
+#: Keys that say what a parameter is; a type ignores those of the others (see _parse_param).
+_DEFINING_KEYS = {"low", "high", "choices", "value"}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -327,6 +329,11 @@ def _parse_param(name: str, spec: Any, *, key: str) -> Param:
         raise UserError(
             f"config key {where}.type: found {kind!r}; allowed: {', '.join(PARAM_TYPES)}."
         )
+    # Keys that define another type (low and high under a pin, choices under a range) are
+    # left over from an earlier file's definition: config files merge key by key, so an
+    # override {type: fixed, value: 3} of {type: int, low: 1, high: 10} keeps low and high.
+    leftovers = _DEFINING_KEYS - _KEYS_BY_TYPE[kind]
+    spec = {k: v for k, v in spec.items() if k not in leftovers}
     unknown = sorted(set(spec) - _KEYS_BY_TYPE[kind])
     if unknown:
         raise UserError(

@@ -44,7 +44,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,7 @@ def run_study(
     trial_inputs: Mapping[str, Any] | None = None,
     restart_on_change: bool = False,
     worker: int | None = None,
+    per_fold: bool = False,
 ) -> StudyOutcome:
     """Run (or resume) one engine's study until its budget is spent.
 
@@ -158,6 +159,8 @@ def run_study(
             budget is left to start; best.yaml is kept up to date but a study without a score
             yet is no error and no Pareto front is written. None: run the whole study here
             (``settings.n_workers`` processes) and finish it.
+        per_fold: a cross-validation study: trials.csv gets the per-inner-fold scores
+            (``fold_values``) that the objective reports in ``extra``.
 
     Returns:
         The study's trials, best trial and paths.
@@ -186,13 +189,13 @@ def run_study(
         _check_meta(
             paths, space, settings, trial_inputs=trial_inputs, restart_on_change=restart_on_change
         )
-    finished = TrialsLog(paths.trials, space).read()
+    finished = TrialsLog(paths.trials, space, per_fold=per_fold).read()
     if finished:
         log.info("resuming the %s study with %d finished trials", settings.engine, len(finished))
     if worker is not None:
-        ran, stopped = _work(space, objective, settings, paths, worker=worker)
+        ran, stopped = _work(space, objective, settings, paths, worker=worker, per_fold=per_fold)
         with file_lock(paths.lock):
-            finished = TrialsLog(paths.trials, space).read()
+            finished = TrialsLog(paths.trials, space, per_fold=per_fold).read()
             best = (
                 write_best(paths.best, engine=settings.engine, trials=finished)
                 if best_trial(finished) is not None
@@ -208,16 +211,16 @@ def run_study(
         )
         return StudyOutcome(trials=finished, best=best, paths=paths, ran=ran, stopped=stopped)
     if settings.n_workers == 1:
-        ran, stopped = _work(space, objective, settings, paths, worker=0)
-        finished = TrialsLog(paths.trials, space).read()
+        ran, stopped = _work(space, objective, settings, paths, worker=0, per_fold=per_fold)
+        finished = TrialsLog(paths.trials, space, per_fold=per_fold).read()
     elif settings.n_trials is not None and len(finished) >= settings.n_trials:
         # e.g. after the worker jobs of a workflow: nothing to start processes for.
         ran, stopped = [], f"trial budget of {settings.n_trials} reached"
         log.info("%s: %s", settings.engine, stopped)
     else:
-        _run_workers(space, objective, settings, paths)
+        _run_workers(space, objective, settings, paths, per_fold=per_fold)
         before = len(finished)
-        finished = TrialsLog(paths.trials, space).read()
+        finished = TrialsLog(paths.trials, space, per_fold=per_fold).read()
         ran, stopped = [t.trial for t in finished[before:]], "every worker stopped"
     best = write_best(paths.best, engine=settings.engine, trials=finished)
     front: list[FinishedTrial] = []
@@ -318,13 +321,14 @@ def _work(
     paths: StudyPaths,
     *,
     worker: int,
+    per_fold: bool = False,
 ) -> tuple[list[int], str]:
     """One process's loop: ask and claim under the lock, run, log and tell under the lock.
 
     Returns:
         The trial numbers this process logged, and why it stopped.
     """
-    trials_log = TrialsLog(paths.trials, space)
+    trials_log = TrialsLog(paths.trials, space, per_fold=per_fold)
     engine = make_engine(space, settings, state_dir=paths.state, worker=worker)
     shared = engine.parallel
     rule = EarlyStopRule(settings.pruning)
@@ -447,11 +451,15 @@ def run_trial(
         if reason is None and rule.applies(epoch):
             if engine.native_pruning:
                 if engine.should_prune(proposal, epoch):
-                    reason = f"{engine.name}'s median pruner after epoch {epoch}: BCA {score:.3f}"
+                    reason = (
+                        f"{engine.name}'s median pruner after {rule.settings.step} {epoch}: BCA "
+                        f"{score:.3f} below the completed trials' median by more than "
+                        f"{rule.settings.margin:g}"
+                    )
             else:
                 reason = rule.median(epoch, score, completed_histories)
         if reason is None and deadline is not None and time.time() >= deadline:
-            reason = f"the study's time budget ran out after epoch {epoch}"
+            reason = f"the study's time budget ran out after {rule.settings.step} {epoch}"
         stop_reason, stop_epoch = reason, epoch
         return reason is not None
 
@@ -522,6 +530,8 @@ def _run_workers(
     objective: Objective,
     settings: HpoSettings,
     paths: StudyPaths,
+    *,
+    per_fold: bool = False,
 ) -> None:
     """Run ``n_workers`` processes on the study (each reconciles it under the lock)."""
     # spawn, not fork: the parent may hold threads (torch, BLAS) that fork would copy broken.
@@ -533,6 +543,7 @@ def _run_workers(
             kwargs={
                 "worker": worker,
                 "log_level": logging.getLogger().getEffectiveLevel(),
+                "per_fold": per_fold,
             },
             name=f"hpo-{settings.engine}-worker-{worker}",
         )
@@ -574,13 +585,14 @@ def _worker_entry(
     *,
     worker: int,
     log_level: int,
+    per_fold: bool = False,
 ) -> None:
     """A worker process: log like the parent, then run the shared loop."""
     logging.basicConfig(
         level=log_level,
         format=f"%(asctime)s %(levelname)s %(name)s [worker {worker}]: %(message)s",
     )
-    _work(space, objective, settings, paths, worker=worker)
+    _work(space, objective, settings, paths, worker=worker, per_fold=per_fold)
 
 
 @dataclass
@@ -591,17 +603,33 @@ class TrainerObjective:
         config: the merged config.
         split_csv: the tuning corpus' split CSV.
         options: more keyword arguments of ``build_objective`` (``cache_dir``,
-            ``backbone_dir``).
+            ``backbone_dir``; ``inner_folds`` with an outer fold).
+        outer_fold: with a split CSV holding outer folds: the study of this outer fold, whose
+            objective is the mean BCA over inner speaker folds of its training speakers
+            (:func:`serhpo.crossval.build_cv_objective`).
     """
 
     config: dict[str, Any]
     split_csv: Path
     options: dict[str, Any] = field(default_factory=dict)
+    outer_fold: int | None = None
     _built: Objective | None = field(default=None, init=False, repr=False, compare=False)
 
     def __call__(self, params: dict[str, Any], report: EpochReporter) -> TrialResult:
         if self._built is None:
-            self._built = trainer_builder()(self.config, split_csv=self.split_csv, **self.options)
+            if self.outer_fold is not None:
+                from serhpo.crossval import build_cv_objective
+
+                self._built = build_cv_objective(
+                    self.config,
+                    split_csv=self.split_csv,
+                    outer_fold=self.outer_fold,
+                    **self.options,
+                )
+            else:
+                self._built = trainer_builder()(
+                    self.config, split_csv=self.split_csv, **self.options
+                )
         return self._built(params, report)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -639,6 +667,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", type=Path, help="split CSV of the tuning corpus (trainer)")
     parser.add_argument("--cache-dir", type=Path, help="feature cache root (trainer)")
     parser.add_argument("--backbone-dir", type=Path, help="the pretrained model's folder (trainer)")
+    parser.add_argument(
+        "--outer-fold",
+        type=int,
+        help="trainer: the study of this outer fold of --split's fold column (speaker "
+        "cross-validation): trials score the mean BCA over inner speaker folds of the fold's "
+        "training speakers; its held-out speakers are never read",
+    )
+    parser.add_argument(
+        "--inner-folds",
+        help="with --outer-fold: inner speaker folds, k >= 2 or loso (default: config "
+        "split.inner_folds, else 3)",
+    )
     parser.add_argument("--n-trials", type=int, help="override hpo.n_trials")
     parser.add_argument(
         "--restart-on-change",
@@ -679,6 +719,11 @@ def _trial_inputs(config: Mapping[str, Any], args: argparse.Namespace) -> dict[s
         inputs["split_sha256"] = file_sha256(Path(args.split))
         for key in ("target_labels", "backbone", "model", "training"):
             inputs[key] = config.get(key)
+        if getattr(args, "outer_fold", None) is not None:
+            from serhpo.crossval import inner_folds_setting
+
+            inputs["outer_fold"] = args.outer_fold
+            inputs["inner_folds"] = args.inner_folds or inner_folds_setting(config)
     if args.objective == "federated":
         from serhpo.federated.objective import federated_section, fixed_params
 
@@ -726,10 +771,19 @@ def run(args: argparse.Namespace) -> int:
             )
         trainer_builder()  # fail now, not in the first trial
         options = {"cache_dir": args.cache_dir, "backbone_dir": args.backbone_dir}
+        if args.outer_fold is not None:
+            from serhpo.splits import parse_folds
+
+            options["inner_folds"] = (
+                parse_folds(args.inner_folds, key="--inner-folds") if args.inner_folds else None
+            )
+            # Reports come once per inner fold (the running mean), not per epoch.
+            settings = settings.with_overrides(pruning=replace(settings.pruning, step="inner fold"))
         objective = TrainerObjective(
             config=config,
             split_csv=args.split,
             options={key: value for key, value in options.items() if value is not None},
+            outer_fold=args.outer_fold,
         )
     outcome = run_study(
         space,
@@ -739,6 +793,7 @@ def run(args: argparse.Namespace) -> int:
         trial_inputs=_trial_inputs(config, args),
         restart_on_change=args.restart_on_change,
         worker=args.worker,
+        per_fold=args.objective == "trainer" and args.outer_fold is not None,
     )
     if args.worker is None:
         print(yaml.safe_dump(outcome.best, sort_keys=False), end="")

@@ -5,6 +5,10 @@ row and restores its engine from them. Each row is appended, flushed and fsync'e
 its trial finishes, under a file lock shared by all worker processes, so a kill loses at most
 the trials that were running.
 
+A cross-validation study (one outer fold's study, :mod:`serhpo.crossval`) has one more column,
+``fold_values``: the BCA of each inner fold, ``;``-separated, whose mean is ``value``; its
+``history`` holds the running mean after each inner fold.
+
 Example:
     >>> from serhpo.hpo.space import DEFAULT_SEARCH_SPACE, SearchSpace
     >>> log = TrialsLog(Path("trials.csv"), SearchSpace.from_config(DEFAULT_SEARCH_SPACE))
@@ -45,6 +49,9 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "worker",
     "extra",
 )
+#: The per-inner-fold scores of a cross-validation study, after ``value`` (from
+#: ``extra["fold_values"]`` of the trial).
+FOLD_COLUMN = "fold_values"
 
 
 def format_history(history: Sequence[float]) -> str:
@@ -89,12 +96,26 @@ class TrialsLog:
     Args:
         path: the CSV file (created with its header on the first append).
         space: the study's space; its ``param_<name>`` columns follow ``trial``.
+        per_fold: a cross-validation study: a new file gets the :data:`FOLD_COLUMN` column
+            (an existing file keeps its own header; either kind is read).
     """
 
-    def __init__(self, path: Path, space: SearchSpace) -> None:
+    def __init__(self, path: Path, space: SearchSpace, *, per_fold: bool = False) -> None:
         self.path = path
         self.space = space
         self.columns = ["trial", *space.columns, *RESULT_COLUMNS]
+        self.fold_columns = _with_fold_column(self.columns)
+        self.per_fold = per_fold
+
+    def _header(self) -> list[str]:
+        """The columns of the file on disk, else of a new file."""
+        if self.path.exists() and self.path.stat().st_size > 0:
+            with open(self.path, newline="") as stream:
+                first = next(csv.reader(stream), None)
+            if first == self.fold_columns:
+                return self.fold_columns
+            return self.columns
+        return self.fold_columns if self.per_fold else self.columns
 
     def read(self) -> list[FinishedTrial]:
         """Every finished trial, in file order (empty when the file does not exist yet).
@@ -106,7 +127,7 @@ class TrialsLog:
             return []
         with open(self.path, newline="") as stream:
             reader = csv.DictReader(stream)
-            if reader.fieldnames != self.columns:
+            if reader.fieldnames not in (self.columns, self.fold_columns):
                 raise UserError(
                     f"{self.path} has columns {reader.fieldnames}, but the search space needs "
                     f"{self.columns}. The search space changed since the study started: restore "
@@ -127,6 +148,9 @@ class TrialsLog:
         params = {
             param.name: param.coerce(row[param.column]) for param in self.space if row[param.column]
         }
+        extra = json.loads(row["extra"]) if row["extra"] else {}
+        if row.get(FOLD_COLUMN):
+            extra[FOLD_COLUMN] = list(parse_history(row[FOLD_COLUMN]))
         return FinishedTrial(
             trial=int(row["trial"]),
             params=self.space.check(params),
@@ -138,7 +162,7 @@ class TrialsLog:
             cumulative_seconds=float(row["cumulative_seconds"]),
             reason=row["reason"],
             worker=int(row["worker"] or 0),
-            extra=json.loads(row["extra"]) if row["extra"] else {},
+            extra=extra,
         )
 
     def append(self, trial: FinishedTrial) -> FinishedTrial:
@@ -151,12 +175,13 @@ class TrialsLog:
         """
         numbered = replace(trial, trial=self._count_rows())
         new = not self.path.exists() or self.path.stat().st_size == 0
+        columns = self._header()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=self.columns, lineterminator="\n")
+            writer = csv.DictWriter(stream, fieldnames=columns, lineterminator="\n")
             if new:
                 writer.writeheader()
-            writer.writerow(self._row(numbered))
+            writer.writerow(self._row(numbered, columns))
             stream.flush()
             os.fsync(stream.fileno())
         return numbered
@@ -164,10 +189,12 @@ class TrialsLog:
     def write(self, trials: Sequence[FinishedTrial]) -> None:
         """Replace the file with these trials, numbers kept (e.g. pareto.csv); atomic."""
         temporary = self.path.with_name(self.path.name + ".tmp")
+        per_fold = self.per_fold or any(FOLD_COLUMN in t.extra for t in trials)
+        columns = self.fold_columns if per_fold else self.columns
         with open(temporary, "w", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=self.columns, lineterminator="\n")
+            writer = csv.DictWriter(stream, fieldnames=columns, lineterminator="\n")
             writer.writeheader()
-            writer.writerows(self._row(trial) for trial in trials)
+            writer.writerows(self._row(trial, columns) for trial in trials)
         os.replace(temporary, self.path)
 
     def _count_rows(self) -> int:
@@ -176,8 +203,11 @@ class TrialsLog:
         with open(self.path, newline="") as stream:
             return max(0, sum(1 for _ in csv.reader(stream)) - 1)
 
-    def _row(self, trial: FinishedTrial) -> dict[str, Any]:
+    def _row(self, trial: FinishedTrial, columns: Sequence[str]) -> dict[str, Any]:
         row: dict[str, Any] = {"trial": trial.trial}
+        extra = dict(trial.extra)
+        if FOLD_COLUMN in columns:
+            row[FOLD_COLUMN] = format_history(extra.pop(FOLD_COLUMN, None) or ())
         for param in self.space:
             row[param.column] = (
                 _text(trial.params[param.name]) if param.name in trial.params else ""
@@ -191,9 +221,14 @@ class TrialsLog:
             history=format_history(trial.history),
             engine_trial="" if trial.engine_trial is None else trial.engine_trial,
             worker=trial.worker,
-            extra=json.dumps(trial.extra, sort_keys=True, default=str) if trial.extra else "",
+            extra=json.dumps(extra, sort_keys=True, default=str) if extra else "",
         )
         return row
+
+
+def _with_fold_column(columns: Sequence[str]) -> list[str]:
+    at = list(columns).index("value") + 1
+    return [*columns[:at], FOLD_COLUMN, *columns[at:]]
 
 
 def _text(value: Any) -> str:

@@ -16,9 +16,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+import pandas as pd
+
 from serhpo.config import add_config_arguments, read_stage_config
 from serhpo.errors import UserError
-from serhpo.report import markdown, plots, tables
+from serhpo.report import headline, markdown, plots, tables
 from serhpo.report.inputs import (
     PRETRAINED_MODEL,
     Evaluation,
@@ -39,9 +41,10 @@ def build_report(
     eval_paths: Sequence[Path],
     settings: ReportSettings,
     out_dir: Path,
+    cv_paths: Sequence[Path] = (),
 ) -> list[Path]:
     """Write Tables 3-6 (CSV and Markdown) under ``out_dir/tables`` and the figures under
-    ``out_dir/plots``.
+    ``out_dir/plots``, and the headline table (``headline.csv|md``).
 
     Args:
         trials_paths: ``results/hpo/{engine}/trials.csv`` files; paths that do not exist are
@@ -49,6 +52,9 @@ def build_report(
         eval_paths: ``results/eval/{model}/{corpus}.json`` files, skipped likewise.
         settings: the config keys the report reads.
         out_dir: the results folder.
+        cv_paths: ``results/cv/{engine}/pooled.json`` files of a speaker cross-validation
+            (their ``per_speaker.csv`` beside them): the headline's pooled rows and the
+            per-speaker plot ``plots/cv_per_speaker.png``.
 
     Returns:
         The files written.
@@ -112,6 +118,24 @@ def build_report(
             stem=tables.TABLE6_STEM,
         ),
     ]
+    pooled = _read_all(cv_paths, headline.read_pooled, "pooled cross-validation")
+    table = headline.headline_table(pooled, evaluations, settings=settings)
+    written += tables.write_table(
+        table, headline.headline_markdown(table), out_dir=table_dir, stem=headline.HEADLINE_STEM
+    )
+    if pooled:
+        per_speaker = pd.concat(
+            [
+                pd.read_csv(Path(p["path"]).parent / "per_speaker.csv", dtype={"speaker": str})
+                for p in pooled
+            ],
+            ignore_index=True,
+        )
+        written.append(
+            headline.plot_per_speaker(
+                per_speaker, plot_dir / "cv_per_speaker.png", chance=1 / settings.n_classes
+            )
+        )
     written.append(plots.plot_best_so_far(studies, plot_dir / "best_so_far.png", settings=settings))
     written.append(
         plots.plot_param_effects(studies, plot_dir / "param_effects.png", settings=settings)
@@ -147,6 +171,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="JSON",
         help="results/eval/{model}/{corpus}.json files",
     )
+    parser.add_argument(
+        "--cv",
+        nargs="*",
+        type=Path,
+        default=[],
+        metavar="JSON",
+        help="results/cv/{engine}/pooled.json files of a speaker cross-validation",
+    )
     add_config_arguments(parser)
     parser.add_argument(
         "--out",
@@ -161,7 +193,11 @@ def run(args: argparse.Namespace) -> int:
     config = read_stage_config(args.config, args.config_json)
     settings = ReportSettings.from_config(config)
     build_report(
-        trials_paths=args.trials, eval_paths=args.evals, settings=settings, out_dir=args.out
+        trials_paths=args.trials,
+        eval_paths=args.evals,
+        settings=settings,
+        out_dir=args.out,
+        cv_paths=args.cv,
     )
     return 0
 
