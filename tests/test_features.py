@@ -26,6 +26,7 @@ class CountingFeature(FrozenFeature):
     """Frame energies every 10 ms; counts how often it really runs."""
 
     name: ClassVar[str] = "counting"
+    sequence: ClassVar[bool] = True
 
     def __init__(self, *, version: int = 1) -> None:
         self.version = version
@@ -209,3 +210,142 @@ def test_each_feature_object_gets_its_own_fingerprint(tmp_path, utterances):
         feature = CountingFeature(version=version)
         path = cache.entry_path(feature, utterances[0], Preprocessing(maxlen=None))
         assert path.parent.name == f"counting-{feature.fingerprint()}"
+
+
+# ---- issue 15: entries are checked on read ----------------------------------------------------
+
+
+def _filled(tmp_path: Path, utterances: list[Utterance]) -> tuple[CountingFeature, list]:
+    """A cache holding the three utterances' entries, and their values as computed."""
+    feature = CountingFeature()
+    items = FeatureCache(tmp_path / "cache", backbone="demo").get_many(
+        feature, utterances, Preprocessing(maxlen=None)
+    )
+    return feature, items
+
+
+def _reread(tmp_path, feature, utterances, caplog) -> tuple[FeatureCache, list]:
+    cache = FeatureCache(tmp_path / "cache", backbone="demo")  # a new process: nothing in memory
+    with caplog.at_level("WARNING", logger="serhpo.features"):
+        items = cache.get_many(feature, utterances, Preprocessing(maxlen=None))
+    return cache, items
+
+
+def _path(tmp_path, feature, utterance) -> Path:
+    cache = FeatureCache(tmp_path / "cache", backbone="demo")
+    return cache.entry_path(feature, utterance, Preprocessing(maxlen=None))
+
+
+def _assert_recomputed(cache, items, expected, caplog, reason: str) -> None:
+    assert cache.stats.rejected == 1 and cache.stats.computed == 1 and cache.stats.loaded == 2
+    for item, original in zip(items, expected, strict=True):
+        assert torch.equal(item.values, original.values)
+        assert item.valid_frames == original.valid_frames
+    assert reason in caplog.text and "recomputing it" in caplog.text
+
+
+def test_an_entry_copied_from_another_utterance_is_recomputed(tmp_path, utterances, caplog):
+    feature, expected = _filled(tmp_path, utterances)
+    source, target = (_path(tmp_path, feature, u) for u in utterances[1:3])
+    target.write_bytes(source.read_bytes())  # same shape family, another utterance's values
+    cache, items = _reread(tmp_path, feature, utterances, caplog)
+    _assert_recomputed(cache, items, expected, caplog, "computed from utterance_id 'u1', not 'u2'")
+    # the recomputed entry is on disk again: a later read loads it
+    _, again = _reread(tmp_path, feature, utterances, caplog.clear() or caplog)
+    assert torch.equal(again[2].values, expected[2].values) and "recomputing" not in caplog.text
+
+
+def test_zeroed_values_are_recomputed(tmp_path, utterances, caplog):
+    feature, expected = _filled(tmp_path, utterances)
+    path = _path(tmp_path, feature, utterances[0])
+    stored = torch.load(path, weights_only=True)
+    stored["values"].zero_()  # everything else as written
+    torch.save(stored, path)
+    cache, items = _reread(tmp_path, feature, utterances, caplog)
+    _assert_recomputed(cache, items, expected, caplog, "digest mismatch")
+
+
+def test_an_entry_of_the_wrong_shape_is_recomputed(tmp_path, utterances, caplog):
+    feature, expected = _filled(tmp_path, utterances)
+    path = _path(tmp_path, feature, utterances[1])
+    stored = torch.load(path, weights_only=True)
+    stored["values"] = stored["values"][:7]  # cut to 7 frames; the record says 100
+    torch.save(stored, path)
+    cache, items = _reread(tmp_path, feature, utterances, caplog)
+    _assert_recomputed(cache, items, expected, caplog, "holds values of shape [7, 1]")
+
+
+def test_a_consistent_entry_unlike_the_features_others_is_recomputed(tmp_path, utterances, caplog):
+    # Written with its own correct record and digest, but 3 values per frame, not 1.
+    feature, expected = _filled(tmp_path, utterances)
+    path = _path(tmp_path, feature, utterances[1])
+    identity = torch.load(path, weights_only=True)["identity"]
+    write_entry(path, FeatureItem(torch.rand(100, 3), 100), identity=identity)
+    cache, items = _reread(tmp_path, feature, utterances, caplog)
+    _assert_recomputed(
+        cache, items, expected, caplog, "other entries have (frames, 1) torch.float32"
+    )
+
+
+@pytest.mark.parametrize("kind", ["nan", "old-format"])
+def test_nan_and_unrecorded_entries_are_recomputed(tmp_path, utterances, caplog, kind):
+    feature, expected = _filled(tmp_path, utterances)
+    path = _path(tmp_path, feature, utterances[0])
+    stored = torch.load(path, weights_only=True)
+    values = torch.full_like(stored["values"], float("nan"))
+    if kind == "nan":  # written as a valid entry, record and digest included
+        write_entry(path, FeatureItem(values, stored["valid_frames"]), identity=stored["identity"])
+    else:  # the layout before entries recorded their source
+        torch.save({"values": stored["values"], "valid_frames": stored["valid_frames"]}, path)
+    cache, items = _reread(tmp_path, feature, utterances, caplog)
+    reason = "non-finite values" if kind == "nan" else "records no source"
+    _assert_recomputed(cache, items, expected, caplog, reason)
+
+
+class NaNFeature(CountingFeature):
+    """Non-finite for utterance u1's audio (1.0 s, 16000 samples), as a broken front end."""
+
+    def compute(self, waveform: torch.Tensor, *, valid_samples: int) -> FeatureItem:
+        item = super().compute(waveform, valid_samples=valid_samples)
+        if valid_samples == 16000:
+            item.values[3] = float("inf")
+        return item
+
+
+def test_audio_that_gives_non_finite_features_names_the_utterance(tmp_path, utterances):
+    from serhpo.features import NonFiniteFeatureError
+
+    cache = FeatureCache(tmp_path / "cache", backbone="demo")
+    with pytest.raises(
+        NonFiniteFeatureError, match=r"counting feature of utterance 'u1' .*u1\.wav"
+    ):
+        cache.get_many(NaNFeature(), utterances, Preprocessing(maxlen=None))
+    assert not _path(tmp_path, NaNFeature(), utterances[1]).exists()  # nothing stored
+
+
+def test_the_cache_features_stage_names_audio_with_non_finite_features(
+    tmp_path, utterances, monkeypatch, capsys
+):
+    from serhpo import features
+
+    split = pd.DataFrame(
+        {
+            "utterance_id": [u.utterance_id for u in utterances],
+            "path": [str(u.path) for u in utterances],
+            "corpus": "demo", "speaker": "s1", "label": "anger",
+            "num_samples": [u.num_samples for u in utterances],
+            "part": ["train", "train", "valid"],
+        }
+    )  # fmt: skip
+    split.to_csv(tmp_path / "split.csv", index=False)
+    read = features.read_waveform
+
+    def read_waveform(path: Path) -> torch.Tensor:  # e.g. a decoder that yields inf samples
+        waveform = read(path)
+        return waveform.fill_(float("inf")) if Path(path).name == "u2.wav" else waveform
+
+    monkeypatch.setattr(features, "read_waveform", read_waveform)
+    arguments = ["cache-features", str(tmp_path / "split.csv"), "--backbone", "logmel"]
+    assert cli.main([*arguments, "--cache-dir", str(tmp_path / "features")]) == 2
+    message = capsys.readouterr().err
+    assert "logmel feature of utterance 'u2'" in message and "u2.wav" in message

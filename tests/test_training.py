@@ -131,6 +131,101 @@ def test_the_same_seed_gives_the_same_result(split_csv, cache_dir):
     assert other.result.extra["train_loss"] != first.extra["train_loss"]
 
 
+def _as_in_a_new_process() -> None:
+    """Forget the pretrained resources this process loaded (each is loaded once per process)."""
+    from serhpo.backbones import whisper
+    from serhpo.models import wav2vec2
+
+    wav2vec2._pretrained.cache_clear()
+    whisper._shared_encoder.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from serhpo.backbones.tiny import build_tiny_backbone
+
+    folder = tmp_path_factory.mktemp("models") / "tiny"
+    build_tiny_backbone(folder, seed=0)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("backbone", "params"),
+    [
+        ("logmel", {**CNN, "epochs": 2, "collapse_after": None}),
+        # fine-tuning runs the encoder's dropout and layer drop, which read torch's stream
+        ("tiny_wav2vec2", {"lr": 3e-3, "epochs": 2, "unfreeze": 1, "maxlen": 16000,
+                           "batch_size": 8, "threads": 1, "collapse_after": None}),
+    ],
+)  # fmt: skip
+def test_a_trial_gives_the_same_result_first_in_a_process_or_after_another(
+    split_csv, cache_dir, tiny, backbone, params
+):
+    # Issue 15: the first fine-tuning trial in each process loaded the pretrained classifier
+    # after seeding, which shifted its random stream; resumed studies then differed.
+    data = _data(split_csv, cache_dir, backbone)
+    data.backbone_dir = tiny
+    _as_in_a_new_process()
+    first = fit(params, data, seed=3)
+    fit({**params, "lr": params["lr"] / 3}, data, seed=4)  # another trial in between
+    after = fit(params, data, seed=3)
+    assert first.result.status == after.result.status == TrialStatus.COMPLETE
+    assert first.result.history == after.result.history
+    assert first.result.extra["train_loss"] == after.result.extra["train_loss"]
+    first_state, after_state = first.model.state_dict(), after.model.state_dict()
+    assert all(torch.equal(first_state[key], after_state[key]) for key in first_state)
+
+
+def test_a_nan_cache_entry_is_recomputed_not_blamed_on_the_learning_rate(
+    split_csv, tmp_path, caplog
+):
+    from serhpo.features import write_entry
+
+    params = {**CNN, "epochs": 2, "collapse_after": None}
+    data = _data(split_csv, tmp_path / "features", "logmel")
+    clean = fit(params, data, seed=0).result
+    utterance = data.split.parts["train"][5]
+    feature = build_model_for(data, params).frozen_feature("train")
+    path = data.cache.entry_path(feature, utterance, Preprocessing(maxlen=16000))
+    stored = torch.load(path, weights_only=True)  # a NaN entry, its record and digest intact
+    nan = FeatureItem(torch.full_like(stored["values"], math.nan), stored["valid_frames"])
+    write_entry(path, nan, identity=stored["identity"])
+
+    again = _data(split_csv, tmp_path / "features", "logmel")  # a new trial process
+    with caplog.at_level("WARNING", logger="serhpo.features"):
+        result = fit(params, again, seed=0).result
+    assert result.status == TrialStatus.COMPLETE, result.reason
+    assert result.history == clean.history and again.cache.stats.rejected == 1
+    assert "non-finite values" in caplog.text and utterance.utterance_id in caplog.text
+
+
+def test_audio_with_non_finite_features_fails_the_trial_naming_the_utterance(
+    split_csv, tmp_path, monkeypatch
+):
+    from serhpo import features
+
+    data = _data(split_csv, tmp_path / "features", "logmel")
+    broken = data.split.parts["valid"][2]
+    read = features.read_waveform
+
+    def read_waveform(path: Path) -> torch.Tensor:  # e.g. a decoder that yields inf samples
+        waveform = read(path)
+        return waveform.fill_(math.inf) if Path(path) == broken.path else waveform
+
+    monkeypatch.setattr(features, "read_waveform", read_waveform)
+    result = train_and_evaluate({**CNN, "epochs": 2}, data, seed=0)
+    assert result.status == TrialStatus.FAILED
+    assert result.reason.startswith("non-finite features: the logmel feature of utterance")
+    assert repr(broken.utterance_id) in result.reason and "learning rate" not in result.reason
+
+
+def build_model_for(data: TrainingData, params: dict[str, Any]) -> SERModel:
+    from serhpo.models import build_model
+
+    _, model_params = TrainingConfig.split_params(params)
+    return build_model(data.backbone, num_classes=len(data.split.labels), params=model_params)
+
+
 def test_the_reporter_prunes_a_trial(split_csv, cache_dir):
     data = _data(split_csv, cache_dir, "logmel")
     seen: list[tuple[int, float]] = []

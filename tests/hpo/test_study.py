@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import signal
@@ -433,3 +434,121 @@ def test_a_study_resumes_only_with_the_same_trial_inputs(tmp_path: Path) -> None
     assert len(params_of(out)) == 3
     (aside,) = tmp_path.glob("study.replaced-*")
     assert len(params_of(aside)) == 5
+
+
+# ---- issue 15: a killed and resumed trainer study equals an uninterrupted one ----------------
+
+TRAINER_LABELS = ["anger", "sadness"]
+
+
+@pytest.fixture(scope="module")
+def trainer_inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic split (16 train, 8 valid utterances, 2 labels) and a tiny wav2vec2."""
+
+    from serhpo.backbones.tiny import build_tiny_backbone
+    from serhpo.corpora.synthetic import synthesize_corpus
+
+    folder = tmp_path_factory.mktemp("trainer")
+    build_tiny_backbone(folder / "tiny", seed=0)
+    files = synthesize_corpus(
+        "emodb", folder / "raw", n_speakers=2, utterances_per_speaker_label=6, seed=0,
+        duration_s=(1.0, 1.5),
+    )  # fmt: skip
+    files = files[files["label"].isin(TRAINER_LABELS)].reset_index(drop=True)
+    files["utterance_id"] = [Path(path).stem for path in files["path"]]
+    files["corpus"] = "synthetic"
+    files["part"] = ["valid" if index % 3 == 0 else "train" for index in range(len(files))]
+    files.to_csv(folder / "split.csv", index=False)
+    return folder
+
+
+def _forget_loaded_backbones() -> None:
+    """What a new process starts with: no pretrained network loaded yet."""
+    from serhpo.backbones import whisper
+    from serhpo.models import wav2vec2
+
+    wav2vec2._pretrained.cache_clear()
+    whisper._shared_encoder.cache_clear()
+
+
+def _outcomes(out: Path) -> list[tuple]:
+    """Per trial: params, value, status, reason, per-epoch BCA and the last training loss."""
+    return [
+        (r["param_lr"], r["value"], r["status"], r["reason"], r["history"],
+         yaml.safe_load(r["extra"])["train_loss"])
+        for r in rows(out)
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("backbone", "training", "model"),
+    [
+        # two stages: the encoder's dropout and layer drop read torch's stream while fine-tuning
+        ("tiny_wav2vec2", {"epochs": 3, "unfreeze": 1}, {}),
+        ("logmel", {"epochs": 3}, {"arch": "cnn", "n_mels": 32, "channels": 4, "dropout": 0.2}),
+    ],
+)
+def test_a_killed_and_resumed_trainer_study_equals_an_uninterrupted_one(
+    tmp_path: Path, trainer_inputs: Path, backbone: str, training: dict, model: dict
+) -> None:
+    config = {
+        "seed": 0,
+        "target_labels": TRAINER_LABELS,
+        "backbone": {"name": backbone, "dir": str(trainer_inputs / "tiny")},
+        "model": model,
+        "training": {**training, "maxlen": 16000, "batch_size": 4, "threads": 1,
+                     "collapse_after": None},
+        "search_space": {"lr": {"type": "loguniform", "low": 1e-4, "high": 3e-2}},
+        "hpo": {"n_trials": 8, "pruning": {"enabled": True, "min_trials": 1, "min_epochs": 2}},
+    }  # fmt: skip
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    # cache_features ran before the study, as in the workflow
+    common = ["--config", str(tmp_path / "config.yaml"), "--cache-dir", str(tmp_path / "cache")]
+    assert main(["cache-features", str(trainer_inputs / "split.csv"), "--backbone", backbone,
+                 "--backbone-dir", str(trainer_inputs / "tiny"), "--maxlen", "16000",
+                 "--model-params", json.dumps(model),
+                 "--cache-dir", str(tmp_path / "cache")]) == 0  # fmt: skip
+
+    def study(out: str) -> list[str]:
+        return ["hpo", "--engine", "random", *common, "--out", str(tmp_path / out),
+                "--split", str(trainer_inputs / "split.csv")]  # fmt: skip
+
+    # Killed (SIGKILL) after two trials, then resumed in a process of its own.
+    environment = {**os.environ, "PYTHONPATH": str(PACKAGE_PARENT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serhpo.cli", *study("resumed")],
+        env=environment,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and process.poll() is None:
+            if (tmp_path / "resumed" / "trials.csv").exists() and len(
+                rows(tmp_path / "resumed")
+            ) >= 2:
+                break
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    before = len(rows(tmp_path / "resumed"))
+    assert 2 <= before < 8, "the kill should land in the middle of the study"
+    _forget_loaded_backbones()
+    assert main(study("resumed")) == 0  # its first trial loads the backbone (a new process)
+
+    assert main(study("straight")) == 0  # the backbone is loaded before its first trial
+    resumed, straight = _outcomes(tmp_path / "resumed"), _outcomes(tmp_path / "straight")
+    assert len(resumed) == len(straight) == 8
+    for index, (got, expected) in enumerate(zip(resumed, straight, strict=True)):
+        assert got == expected, f"trial {index} (the resume started at trial {before})"
+
+    # `serhpo train` with a completed trial's parameters, in a new process, gives its score.
+    lr, value, status, _, history, loss = next(t for t in straight if t[2] == "complete")
+    _forget_loaded_backbones()
+    output = tmp_path / "train.json"
+    train = ["train", str(trainer_inputs / "split.csv"), *common, "--param", f"lr={lr}"]
+    assert main([*train, "--output", str(output)]) == 0
+    scores = json.loads(output.read_text())
+    assert scores["extra"]["train_loss"] == loss
+    assert scores["history"] == [float(bca) for bca in history.split(";")]
+    assert scores["value"] == float(value) and status == scores["status"] == "complete"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any, ClassVar
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -18,6 +20,7 @@ from serhpo.models.base import (
     fingerprint_of,
     frame_mask,
     masked_mean,
+    random_state_kept,
 )
 
 
@@ -92,3 +95,21 @@ def test_check_params_and_registry_errors_name_the_choices():
 def test_fingerprint_is_order_independent_and_sensitive():
     assert fingerprint_of(a=1, b="x") == fingerprint_of(b="x", a=1)
     assert fingerprint_of(a=1) != fingerprint_of(a=2)
+
+
+def test_random_state_kept_leaves_every_global_stream_where_it_was():
+    def draws() -> tuple:
+        return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    expected = draws()
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    with random_state_kept():  # what loading a pretrained network does: build, then fill
+        nn.Linear(8, 8), random.random(), np.random.rand(3)
+    assert draws() == expected
+    before = torch.random.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+    with pytest.raises(RuntimeError), random_state_kept():  # also when the loader fails
+        torch.rand(5), np.random.rand(5), random.random()
+        raise RuntimeError("unreadable checkpoint")
+    assert torch.equal(torch.random.get_rng_state(), before[0])
+    assert (np.random.get_state()[1] == before[1]).all() and random.getstate() == before[2]

@@ -17,6 +17,16 @@ engine. One entry is one file::
 - the audio signature hashes the prepared file's size and modification time: a
   re-prepared file gets new entries.
 
+Each entry stores, beside its values, what it was computed from and a digest of what it
+holds: the utterance id, the variant, the audio signature, the feature folder, the shape,
+the dtype and a SHA-256 digest of the values. A read checks them against the entry it was
+asked for (cheap: no audio is read or hashed) and also refuses non-finite values and a
+shape that disagrees with the feature's other entries; an entry that fails a check (an
+entry copied from another utterance, altered or zeroed values, a wrong shape, NaN, or an
+entry written before these checks) is recomputed, with a warning that names the reason.
+A feature whose computation itself gives non-finite values raises
+:class:`NonFiniteFeatureError`, which names the utterance and the feature.
+
 Writers save to a temporary file in the same folder and ``os.replace`` it, so that
 several processes (HPO jobs, Snakemake rules) may read and write the cache at once
 and no reader ever sees half a file; two writers of one entry both leave a valid one.
@@ -34,12 +44,13 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import tempfile
 import weakref
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -55,6 +66,19 @@ from serhpo.models.base import FeatureItem, FrozenFeature, fingerprint_of
 log = logging.getLogger(__name__)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+#: The entry layout: values, valid_frames, and what :func:`check_entry` compares.
+ENTRY_FORMAT = 2
+#: Warnings logged one by one per ``get_many`` call before a summary line takes over.
+_WARNINGS_SHOWN = 5
+
+
+class NonFiniteFeatureError(ValueError):
+    """A frozen feature computed from an utterance's audio holds NaN or infinite values.
+
+    The trainer records the trial as failed with this message (it names the utterance,
+    its file and the feature), not as a diverged training run.
+    """
 
 
 class WaveformFeature(FrozenFeature):
@@ -77,11 +101,14 @@ class WaveformFeature(FrozenFeature):
 @dataclass
 class CacheStats:
     """How a cache answered: ``computed`` entries (the frozen computation ran),
-    ``loaded`` from disk, ``memory`` hits (already loaded in this process)."""
+    ``loaded`` from disk, ``memory`` hits (already loaded in this process), ``rejected``
+    entries on disk that failed a check on read and were computed again."""
 
     computed: int = 0
     loaded: int = 0
     memory: int = 0
+    #: entries on disk that failed a check on read (and were computed again)
+    rejected: int = 0
 
 
 class FeatureCache:
@@ -136,10 +163,22 @@ class FeatureCache:
         self, feature: FrozenFeature, utterance: Utterance, preprocessing: Preprocessing
     ) -> Path:
         """Where the entry of one utterance lives (whether or not it exists yet)."""
+        return self._entry(feature, utterance, preprocessing)[0]
+
+    def _entry(
+        self, feature: FrozenFeature, utterance: Utterance, preprocessing: Preprocessing
+    ) -> tuple[Path, dict[str, str]]:
+        """The entry's path and its identity (what :func:`check_entry` compares)."""
         variant = preprocessing.variant(utterance.num_samples)
-        return self.feature_dir(feature, utterance.corpus) / (
-            f"{_safe(utterance.utterance_id)}.{variant}.{audio_signature(utterance.path)}.pt"
-        )
+        signature = audio_signature(utterance.path)
+        folder = self.feature_dir(feature, utterance.corpus)
+        identity = {
+            "utterance_id": str(utterance.utterance_id),
+            "variant": variant,
+            "audio_signature": signature,
+            "feature": folder.name,
+        }
+        return folder / f"{_safe(utterance.utterance_id)}.{variant}.{signature}.pt", identity
 
     def get(
         self, feature: FrozenFeature, utterance: Utterance, preprocessing: Preprocessing
@@ -160,18 +199,81 @@ class FeatureCache:
             >>> len(items) == len(data.parts["valid"])
             True
         """
-        paths = [self.entry_path(feature, u, preprocessing) for u in utterances]
+        entries = [self._entry(feature, u, preprocessing) for u in utterances]
+        paths = [path for path, _ in entries]
         found: dict[int, FeatureItem] = {}
         missing: list[int] = []
-        for index, path in enumerate(paths):
-            item = self._from_memory(path) or self._from_disk(path)
+        rejected: list[tuple[Path, str]] = []
+        loaded: dict[int, FeatureItem] = {}
+        for index, (path, identity) in enumerate(entries):
+            item = self._from_memory(path)
+            if item is None:
+                item, problem = self._from_disk(path, identity)
+                if problem:
+                    rejected.append((path, problem))
+                elif item is not None:
+                    loaded[index] = item
             if item is None:
                 missing.append(index)
             else:
                 found[index] = item
+        for index, problem in self._odd_shapes(feature, found, loaded).items():
+            rejected.append((paths[index], problem))
+            self._forget(paths[index])
+            self.stats.loaded -= 1
+            del found[index]
+            missing.append(index)
+        if rejected:
+            self._warn(rejected)
         if missing:
-            self._compute(feature, utterances, paths, preprocessing, missing, found)
+            self._compute(feature, utterances, entries, preprocessing, sorted(missing), found)
         return [found[index] for index in range(len(utterances))]
+
+    def _odd_shapes(
+        self,
+        feature: FrozenFeature,
+        found: Mapping[int, FeatureItem],
+        loaded: Mapping[int, FeatureItem],
+    ) -> dict[int, str]:
+        """Loaded entries whose shape (beyond the frame axis) disagrees with the others'.
+
+        An entry's own record of its shape is checked on read; this catches an entry that
+        is consistent in itself but not with the feature (e.g. written for another one).
+        """
+        if not loaded or len(found) < 3:
+            return {}
+
+        def key(item: FeatureItem) -> tuple[str, tuple[int, ...]]:
+            shape = tuple(item.values.shape)
+            return str(item.values.dtype), shape[1:] if feature.sequence else shape
+
+        counts = Counter(key(item) for item in found.values())
+        (usual, count), *rest = counts.most_common()
+        if rest and rest[0][1] == count:  # no clear majority: nothing to judge by
+            return {}
+        dtype, dims = usual
+        expected = ", ".join(["frames", *map(str, dims)] if feature.sequence else map(str, dims))
+        return {
+            index: (
+                f"has shape {tuple(item.values.shape)} {item.values.dtype}, while the "
+                f"feature's other entries have ({expected}) {dtype}"
+            )
+            for index, item in loaded.items()
+            if key(item) != usual
+        }
+
+    def _warn(self, rejected: Sequence[tuple[Path, str]]) -> None:
+        self.stats.rejected += len(rejected)
+        for path, problem in rejected[:_WARNINGS_SHOWN]:
+            log.warning("feature-cache entry %s %s; recomputing it", path, problem)
+        if len(rejected) > _WARNINGS_SHOWN:
+            log.warning(
+                "%d more feature-cache entries in %s failed a check; recomputing them "
+                "(first reason: %s)",
+                len(rejected) - _WARNINGS_SHOWN,
+                rejected[0][0].parent,
+                rejected[_WARNINGS_SHOWN][1],
+            )
 
     def _from_memory(self, path: Path) -> FeatureItem | None:
         item = self._memory.get(str(path))
@@ -180,24 +282,29 @@ class FeatureCache:
             self.stats.memory += 1
         return item
 
-    def _from_disk(self, path: Path) -> FeatureItem | None:
+    def _from_disk(
+        self, path: Path, identity: Mapping[str, str]
+    ) -> tuple[FeatureItem | None, str | None]:
+        """The entry if it exists and passes :func:`check_entry`; else why not (or None)."""
         try:
             stored = torch.load(path, map_location="cpu", weights_only=True)
-            item = FeatureItem(values=stored["values"], valid_frames=int(stored["valid_frames"]))
         except FileNotFoundError:
-            return None
+            return None, None
         except Exception as error:  # a corrupt entry (e.g. a full disk): recompute it
-            log.warning("unreadable cache entry %s (%s); recomputing it", path, error)
-            return None
+            return None, f"is unreadable ({type(error).__name__}: {error})"
+        problem = check_entry(stored, identity=identity)
+        if problem:
+            return None, problem
+        item = FeatureItem(values=stored["values"], valid_frames=int(stored["valid_frames"]))
         self.stats.loaded += 1
         self._remember(path, item)
-        return item
+        return item, None
 
     def _compute(
         self,
         feature: FrozenFeature,
         utterances: Sequence[Utterance],
-        paths: Sequence[Path],
+        entries: Sequence[tuple[Path, dict[str, str]]],
         preprocessing: Preprocessing,
         missing: list[int],
         found: dict[int, FeatureItem],
@@ -221,12 +328,34 @@ class FeatureCache:
                 item = FeatureItem(
                     values=item.values.detach().cpu().clone(), valid_frames=int(item.valid_frames)
                 )
-                write_entry(paths[index], item)
+                bad = (
+                    int((~torch.isfinite(item.values)).sum())
+                    if item.values.is_floating_point()
+                    else 0
+                )
+                if bad:
+                    bar.close()
+                    utterance = utterances[index]
+                    raise NonFiniteFeatureError(
+                        f"the {feature.name} feature of utterance {utterance.utterance_id!r} "
+                        f"({utterance.path}, {preprocessing}) has {bad} non-finite values of "
+                        f"{item.values.numel()}, computed before any training. Check the file "
+                        "(serhpo prepare rejects unreadable and silent audio) or leave the "
+                        "utterance out of the split; if every utterance fails, check the "
+                        "backbone's weights"
+                    )
+                path, identity = entries[index]
+                write_entry(path, item, identity=identity)
                 self.stats.computed += 1
-                self._remember(paths[index], item)
+                self._remember(path, item)
                 found[index] = item
             bar.update(len(chunk))
         bar.close()
+
+    def _forget(self, path: Path) -> None:
+        item = self._memory.pop(str(path), None)
+        if item is not None:
+            self._memory_used -= item.values.element_size() * item.values.nelement()
 
     def _remember(self, path: Path, item: FeatureItem) -> None:
         size = item.values.element_size() * item.values.nelement()
@@ -242,8 +371,93 @@ class FeatureCache:
             self._memory_used -= dropped.values.element_size() * dropped.values.nelement()
 
 
-def write_entry(path: Path, item: FeatureItem) -> None:
+def values_digest(values: torch.Tensor, valid_frames: int) -> str:
+    """A SHA-256 digest of a tensor's bytes, shape, dtype and valid frames (no audio read).
+
+    Example:
+        >>> values_digest(torch.zeros(3), 1) == values_digest(torch.zeros(3), 2)
+        False
+    """
+    values = values.detach().contiguous()
+    digest = hashlib.sha256()
+    digest.update(f"{tuple(values.shape)}|{values.dtype}|{int(valid_frames)}|".encode())
+    if values.numel():
+        digest.update(values.reshape(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()[:32]
+
+
+def _all_finite(values: torch.Tensor) -> bool:
+    """Whether every value is finite; a float64 sum finds NaN and inf without a mask."""
+    if not values.is_floating_point():
+        return True
+    if math.isfinite(float(values.sum(dtype=torch.float64))):
+        return True
+    return bool(torch.isfinite(values).all())  # a float64 tensor's sum may overflow
+
+
+def check_entry(stored: object, *, identity: Mapping[str, str]) -> str | None:
+    """Why a stored entry cannot stand for the entry with ``identity``, or None when it can.
+
+    Checks the stored identity (utterance, variant, audio signature, feature), the stored
+    shape and dtype against the values, the digest of the values and valid frames, and that
+    the values are finite.
+
+    Example:
+        >>> stored = entry_payload(FeatureItem(torch.ones(4, 2), 3), identity={"utterance_id": "a"})
+        >>> check_entry(stored, identity={"utterance_id": "b"})
+        "was computed from utterance_id 'a', not 'b'"
+    """
+    if not isinstance(stored, dict) or not isinstance(stored.get("values"), torch.Tensor):
+        return "holds no values tensor"
+    if stored.get("format") != ENTRY_FORMAT or not isinstance(stored.get("identity"), dict):
+        return "records no source (written before entries were checked on read)"
+    for key, expected in identity.items():
+        found = stored["identity"].get(key)
+        if found != expected:
+            return f"was computed from {key} {found!r}, not {expected!r}"
+    values = stored["values"]
+    shape, dtype = list(values.shape), str(values.dtype)
+    if stored.get("shape") != shape or stored.get("dtype") != dtype:
+        return (
+            f"holds values of shape {shape} {dtype}, but was written with "
+            f"{stored.get('shape')} {stored.get('dtype')}"
+        )
+    try:
+        valid_frames = int(stored["valid_frames"])
+    except (KeyError, TypeError, ValueError):
+        return "has no valid_frames"
+    if stored.get("digest") != values_digest(values, valid_frames):
+        return "holds values that changed after they were written (digest mismatch)"
+    if not _all_finite(values):
+        return "holds non-finite values (NaN or inf)"
+    return None
+
+
+def entry_payload(item: FeatureItem, *, identity: Mapping[str, str] | None = None) -> dict:
+    """What :func:`write_entry` saves: the values and what :func:`check_entry` compares."""
+    values = item.values.contiguous()
+    return {
+        "values": values,
+        "valid_frames": int(item.valid_frames),
+        "format": ENTRY_FORMAT,
+        "identity": dict(identity or {}),
+        "shape": list(values.shape),
+        "dtype": str(values.dtype),
+        "digest": values_digest(values, item.valid_frames),
+    }
+
+
+def write_entry(
+    path: Path, item: FeatureItem, *, identity: Mapping[str, str] | None = None
+) -> None:
     """Save one entry atomically: a temporary file in the same folder, then ``os.replace``.
+
+    Args:
+        path: the entry's file.
+        item: the feature.
+        identity: what it was computed from (:meth:`FeatureCache.get_many` passes the
+            utterance id, variant, audio signature and feature folder); a read for another
+            identity recomputes the entry.
 
     Example:
         >>> write_entry(Path("/tmp/x/a.full.0.pt"), FeatureItem(torch.zeros(3), 1))
@@ -252,10 +466,7 @@ def write_entry(path: Path, item: FeatureItem) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as stream:
-            torch.save(
-                {"values": item.values.contiguous(), "valid_frames": int(item.valid_frames)},
-                stream,
-            )
+            torch.save(entry_payload(item, identity=identity), stream)
         honour_umask(Path(temporary))  # mkstemp's 0600 would hide the cache from the group
         os.replace(temporary, path)
     except BaseException:
@@ -319,6 +530,9 @@ def cache_features(
     Returns:
         A summary: per stage and maxlen, entries computed and loaded.
 
+    Raises:
+        UserError: when an utterance's audio gives non-finite features (it names them).
+
     Example:
         >>> cache_features(Path("results/splits/emodb.csv"), cache_dir=Path("results/features"),
         ...                backbone="logmel", maxlens=[32000, 48000])["computed"]
@@ -355,7 +569,12 @@ def cache_features(
                     continue
                 done.add(key)
                 before = (cache.stats.computed, cache.stats.loaded)
-                cache.get_many(feature, utterances, Preprocessing(maxlen=maxlen, padding=padding))
+                try:
+                    cache.get_many(
+                        feature, utterances, Preprocessing(maxlen=maxlen, padding=padding)
+                    )
+                except NonFiniteFeatureError as error:  # before any trial meets it
+                    raise UserError(f"serhpo cache-features: {error}.") from None
                 summary["entries"].append(
                     {
                         "stage": stage,

@@ -7,7 +7,9 @@ epoch with balanced class accuracy (BCA). The study's :data:`~serhpo.trial.Epoch
 gets each epoch's BCA and may stop the trial (status ``pruned``). A trial whose loss
 turns NaN/inf, or whose validation predictions all fall in one class after the first
 epoch(s), stops with status ``failed`` and the reason, instead of spending its other
-epochs. The same seed and configuration give the same result on the CPU.
+epochs; so does a trial whose audio gives non-finite features (the reason names the
+utterance and the feature; :class:`serhpo.features.NonFiniteFeatureError`). The same seed
+and configuration give the same result on the CPU, whatever ran before in the process.
 
 Two-stage families (wav2vec2) run ``unfreeze`` epochs with the encoder frozen, then
 fine-tune (:meth:`serhpo.models.base.SERModel.stage_for_epoch`).
@@ -43,7 +45,7 @@ from torch import nn
 from serhpo.config import add_config_arguments, read_stage_config
 from serhpo.data import Preprocessing, SplitData, Utterance, batches, collate, load_split
 from serhpo.errors import UserError
-from serhpo.features import FeatureCache
+from serhpo.features import FeatureCache, NonFiniteFeatureError
 from serhpo.metrics import balanced_accuracy, classification_scores
 from serhpo.models import build_model
 from serhpo.models.base import FeatureItem, SERModel
@@ -386,8 +388,11 @@ def _fit(
         model.set_stage(stage)
         feature_start = time.perf_counter()
         feature = model.frozen_feature(stage)
-        train_items = data.cache.get_many(feature, train_utterances, preprocessing)
-        valid_items = data.cache.get_many(feature, valid_utterances, preprocessing)
+        try:
+            train_items = data.cache.get_many(feature, train_utterances, preprocessing)
+            valid_items = data.cache.get_many(feature, valid_utterances, preprocessing)
+        except NonFiniteFeatureError as error:  # the audio's fault, not the learning rate's
+            return finish(TrialStatus.FAILED, f"non-finite features: {error}")
         if config.normalise != "none" and not feature.normalisable:
             raise ValueError(
                 f"normalise {config.normalise!r} cannot apply to the {feature.name} feature of "

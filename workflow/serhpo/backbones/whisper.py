@@ -509,7 +509,11 @@ def _encoder_sizes(folder: str, checksum: str) -> tuple[tuple[str, int], ...]:
 
 @functools.lru_cache(maxsize=2)
 def _shared_encoder(folder: str, checksum: str) -> Any:
-    return load_whisper_encoder(Path(folder))
+    from serhpo.models.base import random_state_kept
+
+    # Loaded on first use, maybe inside a trial: keep its seeded random stream.
+    with random_state_kept():
+        return load_whisper_encoder(Path(folder))
 
 
 def shared_whisper_encoder(folder: Path | None = None) -> Any:

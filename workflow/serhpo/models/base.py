@@ -33,13 +33,16 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import random
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -126,6 +129,34 @@ class FrozenFeature(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, fingerprint={self.fingerprint()!r})"
+
+
+@contextlib.contextmanager
+def random_state_kept() -> Iterator[None]:
+    """Run a block without moving Python's, numpy's or torch's global random streams.
+
+    Loading a pretrained network builds its modules (random initialisation) before it
+    reads the weights. Models load such resources once per process, lazily; inside a
+    trial that would shift the seeded stream (dropout, later initialisations) of the first
+    trial in each process only, so that a trial's result would depend on what ran before
+    it. Loaders wrapped in this block leave the stream where the seed put it.
+
+    Example:
+        >>> _ = torch.manual_seed(0); expected = torch.rand(1); _ = torch.manual_seed(0)
+        >>> with random_state_kept():
+        ...     _ = torch.nn.Linear(4, 4)  # initialisation draws random numbers
+        >>> bool(torch.rand(1) == expected)
+        True
+    """
+    python_state = random.getstate()
+    numpy_state = np.random.get_state()
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda):
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 def fingerprint_of(**parts: Any) -> str:

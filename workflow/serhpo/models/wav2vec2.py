@@ -69,6 +69,7 @@ from serhpo.models.base import (
     fingerprint_of,
     frame_mask,
     masked_mean,
+    random_state_kept,
 )
 
 FROZEN_STAGE = "frozen"
@@ -122,7 +123,9 @@ class PretrainedEncoder:
         """The modules (loaded on first use)."""
         with _LOCK:
             if self._backbone is None:
-                self._backbone = load_backbone(self.folder)
+                # Loaded on first use, maybe inside a trial: keep its seeded random stream.
+                with random_state_kept():
+                    self._backbone = load_backbone(self.folder)
         return self._backbone
 
     @property

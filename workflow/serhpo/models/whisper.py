@@ -422,13 +422,15 @@ class WhisperClassifier(SERModel):
         return True
 
     def _classifier(self) -> Any:
+        # A fixed random_state: the fit must not read numpy's global stream, which what ran
+        # before in the process may have moved (LinearSVC's dual solver shuffles with it).
         if self.head_kind == "logreg":
             from sklearn.linear_model import LogisticRegression
 
-            return LogisticRegression(C=self.C, max_iter=2000)
+            return LogisticRegression(C=self.C, max_iter=2000, random_state=0)
         from sklearn.svm import LinearSVC
 
-        return LinearSVC(C=self.C, max_iter=5000)
+        return LinearSVC(C=self.C, max_iter=5000, random_state=0)
 
     def backbone_record(self) -> dict[str, Any]:
         """What names the encoder in a saved model: the default's name, or the folder's."""
