@@ -44,8 +44,9 @@ def test_no_usable_trial_says_where_to_look() -> None:
         select_configurations([trial(0, math.nan, 1.0, TrialStatus.FAILED)])
 
 
-def test_a_summary_counts_the_trials_an_engine_needed(tmp_path: Path) -> None:
+def test_a_summary_names_the_trial_by_its_number_in_trials_csv(tmp_path: Path) -> None:
     summary = trial_summary(trial(4, 0.8, 2.5))
-    assert summary["trials_needed"] == 5 and summary["cpu_seconds"] == 2.5
+    assert summary["trial"] == 4 and "trials_needed" not in summary
+    assert summary["cpu_seconds"] == 2.5
     write_json({"a": [math.nan, 1.0], "b": {"c": math.inf}}, tmp_path / "x.json")
     assert json.loads((tmp_path / "x.json").read_text()) == {"a": [None, 1.0], "b": {"c": None}}

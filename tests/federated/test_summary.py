@@ -37,14 +37,14 @@ STUDIES = {
 def test_the_summary_has_each_engines_best_and_cheapest_near_best() -> None:
     table = summary_table(STUDIES, margin=0.01).set_index("engine")
     assert table.loc["grid", "best_valid_bca"] == 0.70
-    assert table.loc["grid", "best_trials_needed"] == 2
+    assert table.loc["grid", "best_trial"] == 1
     assert table.loc["grid", "efficient_cpu_seconds"] == 4.0
-    assert table.loc["grid", "efficient_trials_needed"] == 3
+    assert table.loc["grid", "efficient_trial"] == 2
     assert table.loc["grid", "cpu_saving"] == 2.0
     assert table.loc["optuna", "best_cpu_seconds"] == 6.0
     assert math.isnan(table.loc["optuna", "best_test_bca"])  # no evaluation given
     text = summary_markdown(table.reset_index(), margin=0.01, corpus="emodb", protocol="speaker")
-    assert "| grid | 3 | 0.700 | 8 | 2 | — | 0.695 | 4 | 3 | — | 2.0x |" in text
+    assert "| grid | 3 | 0.700 | 8 | 1 | — | 0.695 | 4 | 2 | — | 2.0x |" in text
 
 
 def test_the_joint_front_keeps_only_trials_no_engine_beats() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pytest
 
 from serhpo.report.inputs import Evaluation, ReportSettings, read_evaluation, read_study
 from serhpo.report.plots import (
+    best_so_far_figure,
+    confusion_title,
     engine_colour,
     plot_best_so_far,
     plot_confusion,
@@ -34,6 +37,24 @@ def test_best_so_far_is_drawn_for_every_study(fake_run, tmp_path):
     studies = [read_study(p) for p in fake_run.trials]
     path = plot_best_so_far(studies, tmp_path / "plots" / "best_so_far.png", settings=SETTINGS)
     _assert_real_png(path, min_width=1000)
+
+
+def test_the_best_so_far_legend_sits_beside_the_axes_and_names_failed_trials(fake_run):
+    studies = [read_study(p) for p in fake_run.trials]
+    trials = studies[0].trials.copy()
+    trials.loc[trials.index[1], ["status", "value"]] = ["failed", math.nan]
+    studies[0] = type(studies[0])(studies[0].engine, trials, None, studies[0].path)
+    figure = best_so_far_figure(studies, settings=SETTINGS)
+    renderer = figure.canvas.get_renderer()
+    figure.draw(renderer)
+    (legend,) = figure.legends
+    axes = figure.axes[0]
+    # the legend box does not overlap the plotting area, whatever the data
+    assert not legend.get_window_extent(renderer).overlaps(axes.get_window_extent(renderer))
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert any(t.startswith(studies[0].engine + " (") for t in texts)
+    assert "failed trial (no BCA), at the minute it ended" in texts
+    assert "x on the axis" not in axes.get_xlabel()
 
 
 def test_plots_with_no_study_still_write_a_figure(tmp_path):
@@ -65,6 +86,29 @@ def test_confusion_is_drawn_with_counts_for_seven_classes_and_an_empty_row(tmp_p
     )
     path = plot_confusion(evaluation, tmp_path / "confusion_optuna_emodb.png")
     _assert_real_png(path, min_width=900, min_height=900)
+
+
+def test_confusion_titles_say_what_was_scored_in_words(tmp_path):
+    evaluation = Evaluation(
+        model="ax",
+        corpus="ravdess",
+        protocol="speaker",
+        part="all",
+        zero_shot=True,
+        n=40,
+        labels=("anger", "neutral"),
+        bca=0.5,
+        bca_ci95=(math.nan, math.nan),
+        accuracy=0.5,
+        macro_f1=0.5,
+        confusion=np.array([[10, 10], [10, 10]]),
+        path=tmp_path / "e.json",
+    )
+    title = confusion_title(evaluation)
+    assert title.startswith("ax: zero-shot on ravdess, all labelled utterances\nn=40,")
+    assert "all part" not in title
+    home = dataclasses.replace(evaluation, part="test", zero_shot=False)
+    assert "in-corpus on ravdess, test speakers' utterances" in confusion_title(home)
 
 
 def test_confusion_of_a_fake_evaluation(fake_run, tmp_path):

@@ -80,7 +80,6 @@ def trial_summary(trial: FinishedTrial) -> dict[str, Any]:
     """What the evaluation JSON and the report say of a chosen trial."""
     return {
         "trial": trial.trial,
-        "trials_needed": trial.trial + 1,
         "params": dict(trial.params),
         "valid_bca": trial.value,
         "cpu_seconds": trial.cost(COST),
@@ -104,7 +103,7 @@ def evaluate_engine(
 
     Returns:
         ``engine``, ``family``, ``near_best_margin`` and ``selections``: per choice, the
-        trial (params, validation BCA, CPU seconds, trials needed), the retraining's CPU
+        trial (params, validation BCA, CPU seconds, trial number), the retraining's CPU
         seconds and ``evaluations`` (one :func:`serhpo.evaluation.evaluate` result per corpus).
     """
     from serhpo.data import Preprocessing

@@ -3,8 +3,8 @@
 Writes under ``--out-dir`` (``results/federated/``):
 
 - ``summary.csv``/``.md``: per engine, the trials run, the best validation BCA with its client
-  CPU seconds and the trials it took to find, the cheapest configuration within
-  ``near_best_margin`` of it (its BCA, CPU seconds, trials needed) and, when
+  CPU seconds and its trial number (as in trials.csv, from 0), the cheapest configuration within
+  ``near_best_margin`` of it (its BCA, CPU seconds, trial number) and, when
   ``fl-evaluate`` ran, both configurations' test BCA with a 95 % interval;
 - ``pareto.csv``/``.md``: the configurations no other trial of any engine beats on both
   validation BCA and client CPU seconds;
@@ -62,7 +62,7 @@ def summary_table(
         for name, trial in chosen.items():
             row[f"{name}_valid_bca"] = trial.value
             row[f"{name}_cpu_seconds"] = trial.cost(COST)
-            row[f"{name}_trials_needed"] = trial.trial + 1
+            row[f"{name}_trial"] = trial.trial
             row[f"{name}_params"] = json.dumps(trial.params, sort_keys=True)
             selection = ((evaluations or {}).get(engine) or {}).get("selections", {}).get(name)
             home = (selection or {}).get("evaluations", [{}])[0]
@@ -100,11 +100,11 @@ def summary_markdown(table: pd.DataFrame, *, margin: float, corpus: str, protoco
         "trials",
         "best valid BCA",
         "CPU s",
-        "trials needed",
+        "trial",
         "test BCA [95 % CI]",
         f"cheapest within {margin:g}",
         "CPU s",
-        "trials needed",
+        "trial",
         "test BCA [95 % CI]",
         "CPU saving",
     ]
@@ -114,11 +114,11 @@ def summary_markdown(table: pd.DataFrame, *, margin: float, corpus: str, protoco
             f"{row.trials}",
             f"{row.best_valid_bca:.3f}",
             f"{row.best_cpu_seconds:.3g}",
-            f"{row.best_trials_needed}",
+            f"{row.best_trial}",
             _interval(row.best_test_bca, row.best_test_ci_low, row.best_test_ci_high),
             f"{row.efficient_valid_bca:.3f}",
             f"{row.efficient_cpu_seconds:.3g}",
-            f"{row.efficient_trials_needed}",
+            f"{row.efficient_trial}",
             _interval(
                 row.efficient_test_bca, row.efficient_test_ci_low, row.efficient_test_ci_high
             ),
@@ -131,7 +131,8 @@ def summary_markdown(table: pd.DataFrame, *, margin: float, corpus: str, protoco
         "",
         f"FedAvg with each training speaker of {corpus} as a client; {protocol} split. "
         "Validation BCA chooses the configurations; CPU s is the clients' training CPU time "
-        "of that trial; test BCA is the configuration retrained on train + valid speakers.",
+        "of that trial; trial is its number in trials.csv (counted from 0, as in Tables 3 and 4); "
+        "test BCA is the configuration retrained on train + valid speakers.",
         "",
         markdown_table(header, rows),
         "",

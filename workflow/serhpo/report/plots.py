@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from serhpo.hpo.settings import ENGINE_NAMES
 from serhpo.report.inputs import PARAM_PREFIX, Evaluation, ReportSettings, Study
@@ -28,6 +29,12 @@ DPI = 150
 _FAILED_Y = -0.08
 #: Use a log time axis when the slowest study ran this many times longer than the fastest.
 _LOG_TIME_RATIO = 30.0
+_CHANCE_LABEL = "chance (1 / number of classes)"
+#: What an evaluation's ``part`` scored, in words for the confusion titles.
+_PART_WORDS = {
+    "test": "test speakers' utterances",
+    "all": "all labelled utterances",
+}
 
 
 def engine_colour(engine: str) -> str:
@@ -44,17 +51,31 @@ def engine_colour(engine: str) -> str:
 def plot_best_so_far(studies: Sequence[Study], path: Path, *, settings: ReportSettings) -> Path:
     """Best-so-far validation BCA against wall-clock minutes, one step line per engine.
 
-    Faint dots are the individual trials' scores; dashed lines mark Table 3's thresholds and a
-    dotted line chance level (1 / number of classes).
+    Faint dots are the individual trials' scores, crosses on the time axis the failed trials
+    (no score; drawn at the minute they ended), dashed lines Table 3's thresholds and a dotted
+    line chance level (1 / number of classes). The legend sits outside the axes, right of
+    them, so it never covers a curve.
 
     Example:
         >>> plot_best_so_far(studies, Path("best.png"), settings=settings)  # doctest: +SKIP
         PosixPath('best.png')
     """
-    figure = _figure(8.0, 5.0)
+    return _save(best_so_far_figure(studies, settings=settings), path)
+
+
+def best_so_far_figure(studies: Sequence[Study], *, settings: ReportSettings) -> Figure:
+    """The figure of :func:`plot_best_so_far`, not yet saved (its legend can be inspected).
+
+    Example:
+        >>> figure = best_so_far_figure(studies, settings=settings)  # doctest: +SKIP
+        >>> [t.get_text() for t in figure.legends[0].get_texts()][-1]  # doctest: +SKIP
+        'chance (1 / number of classes)'
+    """
+    figure = _figure(10.5, 5.0)
     axes = figure.add_subplot()
     by_engine = {study.engine: study for study in studies}
     totals = []
+    any_failed = False
     for engine in model_order(by_engine):
         progress = trial_progress(by_engine[engine].trials)
         progress = progress[progress["minutes"].notna()]
@@ -64,6 +85,7 @@ def plot_best_so_far(studies: Sequence[Study], path: Path, *, settings: ReportSe
         n_failed = int((progress["status"] == TrialStatus.FAILED.value).sum())
         label = f"{engine} ({len(progress)} trials, {n_failed} failed)"
         failed = progress[progress["status"] == TrialStatus.FAILED.value]
+        any_failed = any_failed or not failed.empty
         # Failed trials have no score; an x on the time axis shows the time they cost.
         axes.scatter(
             failed["minutes"],
@@ -97,31 +119,57 @@ def plot_best_so_far(studies: Sequence[Study], path: Path, *, settings: ReportSe
             color="0.3",
         )
     axes.axhline(1 / settings.n_classes, color="0.6", linestyle=":", linewidth=0.8)
-    axes.annotate(
-        "chance",
-        (1.0, 1 / settings.n_classes),
-        xycoords=("axes fraction", "data"),
-        xytext=(3, 0),
-        textcoords="offset points",
-        va="center",
-        fontsize=9,
-        color="0.5",
-    )
     positive = [t for t in totals if t > 0]
     if positive and max(positive) / min(positive) > _LOG_TIME_RATIO:
         axes.set_xscale("log")
     else:
         axes.set_xlim(left=0)
     axes.set_ylim(0, 1.02)
-    axes.set_xlabel("wall-clock minutes since the study started (x on the axis: a failed trial)")
+    axes.set_xlabel("wall-clock minutes since the study started")
     axes.set_ylabel("best validation BCA so far")
     axes.set_title(f"Best-so-far validation BCA per engine (split: {settings.protocol})")
     axes.grid(alpha=0.3)
-    if by_engine:
-        axes.legend(loc="lower right", fontsize=9)
-    else:
+    if not by_engine:
         _no_data(axes, "no HPO study found")
-    return _save(figure, path)
+    handles, labels = axes.get_legend_handles_labels()
+    # What the marks mean, in grey: they are the same for every engine.
+    keys = [
+        (Line2D([], [], color="0.4", marker="o", linestyle="", alpha=0.5), "one trial's BCA"),
+        (
+            Line2D([], [], color="0.3", marker="x", linestyle=""),
+            "failed trial (no BCA), at the minute it ended",
+        ),
+        (Line2D([], [], color="0.4", linestyle="--", linewidth=0.8), "Table 3 threshold"),
+        (Line2D([], [], color="0.6", linestyle=":", linewidth=0.8), _CHANCE_LABEL),
+    ]
+    if not any_failed:
+        keys.pop(1)
+    figure.legend(
+        [*handles, *(k[0] for k in keys)],
+        [*labels, *(k[1] for k in keys)],
+        loc="outside right upper",
+        fontsize=9,
+        title="engine (trials, failed)" if handles else None,
+        alignment="left",
+    )
+    return figure
+
+
+def confusion_title(evaluation: Evaluation) -> str:
+    """The title of a confusion matrix: model, corpus, what was scored, BCA and split.
+
+    Example:
+        >>> confusion_title(evaluation).splitlines()[0]  # doctest: +SKIP
+        'ax: zero-shot on ravdess, all labelled utterances'
+    """
+    scored = _PART_WORDS.get(evaluation.part, f"{evaluation.part} utterances")
+    kind = "zero-shot" if evaluation.zero_shot else "in-corpus"
+    low, high = evaluation.bca_ci95
+    ci = "" if math.isnan(low) else f" [{low:.3f}, {high:.3f}]"
+    return (
+        f"{evaluation.model}: {kind} on {evaluation.corpus}, {scored}\n"
+        f"n={evaluation.n}, BCA {evaluation.bca:.3f}{ci}, split: {evaluation.protocol}"
+    )
 
 
 def plot_confusion(evaluation: Evaluation, path: Path) -> Path:
@@ -153,14 +201,7 @@ def plot_confusion(evaluation: Evaluation, path: Path) -> Path:
     )
     axes.set_xlabel("predicted")
     axes.set_ylabel("true class (support)")
-    low, high = evaluation.bca_ci95
-    ci = "" if math.isnan(low) else f" [{low:.3f}, {high:.3f}]"
-    kind = "zero-shot" if evaluation.zero_shot else "in-corpus"
-    axes.set_title(
-        f"{evaluation.model} on {evaluation.corpus}: {kind}, {evaluation.part} part, "
-        f"n={evaluation.n}\nBCA {evaluation.bca:.3f}{ci}, split: {evaluation.protocol}",
-        fontsize=11,
-    )
+    axes.set_title(confusion_title(evaluation), fontsize=11)
     colourbar = figure.colorbar(image, ax=axes, shrink=0.8)
     colourbar.set_label("share of the true class")
     return _save(figure, path)
