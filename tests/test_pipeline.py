@@ -6,6 +6,7 @@ demo profile's settings shrunk so the run takes a few minutes on 2 cores.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -135,7 +136,20 @@ def test_the_report_html_embeds_the_plots(pipeline: Path, snakemake_tools) -> No
     assert result.returncode == 0, result.stderr[-3000:]
     html = (pipeline / "report.html").read_text(errors="replace")
     assert "best_so_far.png" in html and "confusion_optuna_emodb.png" in html
-    assert "Table 3" in html or "table3_time_to_threshold" in html
+    # Tables 3-6 and the headline are embedded as HTML pages, which the report shows inline.
+    pages = {
+        m[1]: base64.b64decode(m[2]).decode()
+        for m in re.finditer(
+            r"data:text/html;charset=[^;]+;filename=([^;]+);base64,([A-Za-z0-9+/=]+)", html
+        )
+    }
+    for stem in ["table3_time_to_threshold", "table4_best_config", "table5_efficiency",
+                 "table6_zero_shot", "headline"]:  # fmt: skip
+        page = pages[f"{stem}.html"]
+        assert "<table>" in page and "<li>" in page, stem  # the rows, then the notes
+    for stem in ["table3_time_to_threshold", "table4_best_config", "table5_efficiency"]:
+        assert "<td>paper</td>" in pages[f"{stem}.html"], stem  # report.paper_figures
+    assert "<th>paper: tuned</th>" in pages["table6_zero_shot.html"]
 
 
 def test_an_engine_only_key_reruns_only_that_engine(pipeline: Path, snakemake_tools) -> None:

@@ -72,3 +72,7 @@ def test_the_report_stage_writes_tables_and_plot(tmp_path: Path) -> None:
     assert list(written["engine"]) == ["grid", "optuna"]
     assert len(pd.read_csv(tmp_path / "out" / "pareto.csv")) == 3
     assert (tmp_path / "out" / "pareto.png").stat().st_size > 5000
+    # the pages Snakemake's report shows inline: one row per engine, one per front member
+    summary_page = (tmp_path / "out" / "summary.html").read_text()
+    assert summary_page.count("<tr>") == 1 + 2 and "<td>grid</td>" in summary_page
+    assert (tmp_path / "out" / "pareto.html").read_text().count("<tr>") == 1 + 3

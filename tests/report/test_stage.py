@@ -42,6 +42,14 @@ def test_the_stage_writes_every_table_and_figure(full_report):
     for stem in TABLES:
         assert (out / "tables" / f"{stem}.csv").is_file()
         assert "Split protocol: **speaker**" in (out / "tables" / f"{stem}.md").read_text()
+    for stem in [*TABLES, "headline"]:
+        # the page Snakemake's report shows inline: the Markdown's rows as a table, its notes
+        page = (out / "tables" / f"{stem}.html").read_text(encoding="utf-8")
+        markdown = (out / "tables" / f"{stem}.md").read_text()
+        rows = [line for line in markdown.splitlines() if line.startswith("| ")]
+        assert page.count("<table>") == 1 and page.count("<tr>") == len(rows), stem
+        notes = [line for line in markdown.splitlines() if line.startswith("- ")]
+        assert notes and page.count("<li>") == len(notes), stem
     expected = {"best_so_far.png", "param_effects.png"} | {
         f"confusion_{model}_{corpus}.png" for model, corpus in fake_run.evaluations
     }

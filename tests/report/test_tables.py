@@ -232,7 +232,7 @@ def test_model_order_puts_pretrained_and_the_papers_engines_first():
 def test_tables_are_written_at_full_precision(tmp_path, studies):
     table = efficiency_table(studies, settings=SETTINGS)
     paths = write_table(table, "# text\n", out_dir=tmp_path / "tables", stem="t5")
-    assert [p.name for p in paths] == ["t5.csv", "t5.md"]
+    assert [p.name for p in paths] == ["t5.csv", "t5.md", "t5.html"]
     back = pd.read_csv(paths[0])
     assert back["minutes_to_best"].tolist()[0] == table["minutes_to_best"].tolist()[0]
     assert paths[1].read_text() == "# text\n"

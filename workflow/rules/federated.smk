@@ -64,13 +64,15 @@ rule fl_report:
         evaluations=expand(rules.fl_evaluate.output.scores, fl_engine=FL_ENGINES),
     output:
         summary=report(
-            "results/federated/summary.csv",
+            "results/federated/summary.html",
             caption="../report/federated_summary.rst",
             category="Federated training",
         ),
+        summary_csv="results/federated/summary.csv",
         summary_md="results/federated/summary.md",
         pareto="results/federated/pareto.csv",
         pareto_md="results/federated/pareto.md",
+        pareto_html="results/federated/pareto.html",
         plot=report(
             "results/federated/pareto.png",
             caption="../report/federated_pareto.rst",

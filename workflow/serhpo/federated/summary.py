@@ -2,11 +2,11 @@
 
 Writes under ``--out-dir`` (``results/federated/``):
 
-- ``summary.csv``/``.md``: per engine, the trials run, the best validation BCA with its client
-  CPU seconds and its trial number (as in trials.csv, from 0), the cheapest configuration within
-  ``near_best_margin`` of it (its BCA, CPU seconds, trial number) and, when
+- ``summary.csv``/``.md``/``.html``: per engine, the trials run, the best validation BCA with its
+  client CPU seconds and its trial number (as in trials.csv, from 0), the cheapest configuration
+  within ``near_best_margin`` of it (its BCA, CPU seconds, trial number) and, when
   ``fl-evaluate`` ran, both configurations' test BCA with a 95 % interval;
-- ``pareto.csv``/``.md``: the configurations no other trial of any engine beats on both
+- ``pareto.csv``/``.md``/``.html``: the configurations no other trial of any engine beats on both
   validation BCA and client CPU seconds;
 - ``pareto.png``: every complete trial, coloured by engine, and the joint front.
 
@@ -34,6 +34,7 @@ from serhpo.hpo.engine import FinishedTrial
 from serhpo.hpo.pareto import pareto_front
 from serhpo.hpo.space import SearchSpace
 from serhpo.hpo.trials_log import TrialsLog
+from serhpo.report.html import write_page
 from serhpo.report.markdown import markdown_table
 from serhpo.trial import TrialStatus
 
@@ -262,11 +263,12 @@ def run(args: argparse.Namespace) -> int:
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "summary.csv", index=False)
-    (out / "summary.md").write_text(
-        summary_markdown(table, margin=margin, corpus=args.corpus, protocol=args.protocol)
-    )
+    summary = summary_markdown(table, margin=margin, corpus=args.corpus, protocol=args.protocol)
+    (out / "summary.md").write_text(summary)
+    write_page(summary, out / "summary.html")
     front.to_csv(out / "pareto.csv", index=False)
     (out / "pareto.md").write_text(front_markdown(front))
+    write_page(front_markdown(front), out / "pareto.html")
     plot_front(out / "pareto.png", studies, front)
     print((out / "summary.md").read_text())
     return 0

@@ -26,6 +26,7 @@ import pandas as pd
 
 from serhpo.hpo.settings import ENGINE_NAMES
 from serhpo.report import paper
+from serhpo.report.html import write_page
 from serhpo.report.inputs import (
     PARAM_PREFIX,
     PRETRAINED_MODEL,
@@ -424,17 +425,21 @@ def zero_shot_table(evaluations: Sequence[Evaluation], *, settings: ReportSettin
 
 
 def write_table(table: pd.DataFrame, markdown: str, *, out_dir: Path, stem: str) -> list[Path]:
-    """Write ``{stem}.csv`` (full precision) and ``{stem}.md`` under ``out_dir``.
+    """Write ``{stem}.csv`` (full precision), ``{stem}.md`` and ``{stem}.html`` under ``out_dir``.
+
+    The HTML page renders the Markdown (same rows and notes) for Snakemake's report, which
+    shows HTML inline.
 
     Example:
-        >>> write_table(table, text, out_dir=Path("tables"), stem="table5")  # doctest: +SKIP
-        [PosixPath('tables/table5.csv'), PosixPath('tables/table5.md')]
+        >>> [p.name for p in write_table(table, text, out_dir=Path("t"), stem="table5")]
+        ... # doctest: +SKIP
+        ['table5.csv', 'table5.md', 'table5.html']
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.md"
     table.to_csv(csv_path, index=False)
     md_path.write_text(markdown)
-    return [csv_path, md_path]
+    return [csv_path, md_path, write_page(markdown, out_dir / f"{stem}.html")]
 
 
 def _home_evaluation(
