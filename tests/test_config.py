@@ -1,9 +1,12 @@
+import json
+import shlex
 from pathlib import Path
 
 import pytest
 import yaml
 
 from serhpo.config import (
+    SettingsParam,
     check_config,
     deep_merge,
     drop_nulls,
@@ -225,3 +228,20 @@ def test_check_config_names_a_yaml_error_and_accepts_the_demo(
     bad.write_text("search_space:\n  lr: {type: uniform, low: 0, high: 1\n")
     assert main(["check-config", "config.yaml", str(bad)]) == 2
     assert "mine.yaml, line 3, column 1: not valid YAML" in capsys.readouterr().err
+
+
+def test_stage_settings_read_as_one_line_in_the_report_and_whole_in_the_shell() -> None:
+    from snakemake.logging import format_dict
+    from snakemake.utils import QuotedFormatter
+
+    text = json.dumps({"hpo": {"n_trials": 3}, "split": {"strategy": "speaker"}})
+    settings = SettingsParam(text)
+    # what the report's "Job parameters" panel shows (Snakemake's own formatting)
+    shown = format_dict({"settings": settings})
+    assert shown.startswith("settings=JSON of config keys hpo, split (")
+    assert "n_trials" not in shown
+    # what the rule's shell receives: the JSON itself, shell-quoted
+    command = QuotedFormatter().format("--config-json {settings:jsonq}", settings=settings)
+    assert command == "--config-json " + shlex.quote(text)
+    # Snakemake detects a changed param by repr: the same as the plain JSON string's
+    assert repr(settings) == repr(text) and settings == text

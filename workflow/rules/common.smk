@@ -6,6 +6,7 @@ from pathlib import Path
 from snakemake.utils import min_version, validate
 
 from serhpo.config import (
+    SettingsParam,
     check_config,
     drop_nulls,
     load_schema,
@@ -273,6 +274,17 @@ def engine_settings(engine):
         # that single-job studies run before that are not rerun.
         del settings["hpo"]["n_workers"]
     return settings
+
+
+def summarised_in_report(settings):
+    """A params function giving a stage's JSON settings as serhpo.config.SettingsParam.
+
+    The report's "Job parameters" then shows one line instead of the escaped JSON; the shell
+    passes the JSON with ``{params.settings:jsonq}``. A function, because Snakemake turns a
+    string param into a plain str (it formats wildcards into it), losing the summary.
+    """
+    value = SettingsParam(settings)
+    return lambda wildcards: value
 
 
 def stage_settings(*keys):

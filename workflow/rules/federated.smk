@@ -87,7 +87,8 @@ rule fl_report:
         mem_mb=2000,
         runtime=10,
     params:
-        settings=federated_stage_settings(),
+        # One line in the report's "Job parameters"; the shell gets the JSON (:jsonq).
+        settings=summarised_in_report(federated_stage_settings()),
         trials=lambda wc, input: " ".join(
             f"{engine}={path}" for engine, path in zip(FL_ENGINES, input.trials)
         ),
@@ -98,5 +99,5 @@ rule fl_report:
         protocol=config["split"]["strategy"],
     shell:
         "serhpo fl-report --trials {params.trials} --evaluations {params.evaluations} "
-        "--config-json {params.settings:q} --corpus {params.corpus} "
+        "--config-json {params.settings:jsonq} --corpus {params.corpus} "
         "--protocol {params.protocol} --out-dir results/federated > {log} 2>&1"

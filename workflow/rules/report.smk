@@ -94,9 +94,12 @@ rule report:
         mem_mb=2000,
         runtime=10,
     params:
-        settings=stage_settings(
-            "report", "split", "hpo", "corpora", "search_space", "target_labels"
+        # One line in the report's "Job parameters"; the shell gets the JSON (:jsonq).
+        settings=summarised_in_report(
+            stage_settings(
+                "report", "split", "hpo", "corpora", "search_space", "target_labels"
+            )
         ),
     shell:
         "serhpo report --trials {input.trials} --evals {input.evals} --cv {input.cv} "
-        "--config-json {params.settings:q} --out results > {log} 2>&1"
+        "--config-json {params.settings:jsonq} --out results > {log} 2>&1"

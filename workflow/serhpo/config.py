@@ -282,6 +282,40 @@ def _check_local_source(corpus: str, entry: Mapping[str, Any], *, project_dir: P
     )
 
 
+class SettingsParam(str):
+    """A stage's config keys as JSON, summarised in one line where Snakemake's report lists params.
+
+    The report's "Job parameters" panel shows each param with ``format(value, "")``: a stage's
+    whole JSON would be one escaped blob running off the page. This string formats as a short
+    summary there and as the JSON itself with the format spec ``json``, which the rule's shell
+    uses quoted: ``--config-json {params.settings:jsonq}``. Its value (and ``repr``, which
+    Snakemake stores to detect a changed param) is the JSON, so reruns are as before.
+
+    Example:
+        >>> settings = SettingsParam('{"hpo":{"n_trials":3},"split":{"strategy":"speaker"}}')
+        >>> f"{settings}"
+        'JSON of config keys hpo, split (53 characters; the full text is in the shell command)'
+        >>> f"{settings:json}" == settings
+        True
+    """
+
+    __slots__ = ()
+
+    def __format__(self, spec: str) -> str:
+        if spec == "json":
+            return str.__str__(self)
+        if spec:
+            return super().__format__(spec)
+        try:
+            keys = ", ".join(json.loads(self))
+        except (ValueError, TypeError):
+            return super().__format__(spec)
+        return (
+            f"JSON of config keys {keys} ({len(self)} characters; the full text is in the "
+            "shell command)"
+        )
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--config FILE`` (repeatable) and ``--config-json JSON`` to a stage's parser.
 
