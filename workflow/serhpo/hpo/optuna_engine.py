@@ -96,8 +96,9 @@ class FlockJournalLock(JournalFileOpenLock):
     behind. (Linux emulates flock on NFS with POSIX locks.)
     """
 
-    def __init__(self, journal: str) -> None:  # the parent's own state is not used
-        self.path = journal + ".lock"
+    def __init__(self, journal: str, *, suffix: str = ".lock") -> None:
+        # The parent's own state is not used; ``suffix`` names the lock file beside the journal.
+        self.path = journal + suffix
         self._handle: IO[str] | None = None
 
     def acquire(self) -> bool:

@@ -54,6 +54,7 @@ from tqdm import tqdm
 from serhpo.config import add_config_arguments, read_stage_config
 from serhpo.corpora.download import file_sha256
 from serhpo.errors import UserError
+from serhpo.hpo.dashboard import Dashboard, default_journal
 from serhpo.hpo.engine import Engine, FinishedTrial, Proposal, make_engine
 from serhpo.hpo.pruning import EarlyStopRule
 from serhpo.hpo.settings import ENGINE_NAMES, PARALLEL_ENGINES, HpoSettings
@@ -81,6 +82,8 @@ class StudyPaths:
     """Where a study keeps its files."""
 
     out_dir: Path
+    #: Where the trials are also recorded for optuna-dashboard (None: nowhere).
+    dashboard: Dashboard | None = None
 
     @property
     def trials(self) -> Path:
@@ -139,6 +142,7 @@ def run_study(
     restart_on_change: bool = False,
     worker: int | None = None,
     per_fold: bool = False,
+    dashboard: Dashboard | None = None,
 ) -> StudyOutcome:
     """Run (or resume) one engine's study until its budget is spent.
 
@@ -161,6 +165,8 @@ def run_study(
             (``settings.n_workers`` processes) and finish it.
         per_fold: a cross-validation study: trials.csv gets the per-inner-fold scores
             (``fold_values``) that the objective reports in ``extra``.
+        dashboard: also record every trial in this Optuna study, for optuna-dashboard
+            (:mod:`serhpo.hpo.dashboard`); it is made to match trials.csv first.
 
     Returns:
         The study's trials, best trial and paths.
@@ -177,7 +183,7 @@ def run_study(
         >>> len(outcome.trials)  # doctest: +SKIP
         5
     """
-    paths = StudyPaths(out_dir)
+    paths = StudyPaths(out_dir, dashboard=dashboard)
     if worker is not None and settings.engine not in PARALLEL_ENGINES:
         raise UserError(
             f"--worker {worker}: the {settings.engine} engine proposes each trial from every "
@@ -190,6 +196,9 @@ def run_study(
             paths, space, settings, trial_inputs=trial_inputs, restart_on_change=restart_on_change
         )
     finished = TrialsLog(paths.trials, space, per_fold=per_fold).read()
+    if dashboard is not None:
+        with file_lock(paths.lock):  # appends take it too: the journal misses no trial
+            dashboard.sync(TrialsLog(paths.trials, space, per_fold=per_fold).read())
     if finished:
         log.info("resuming the %s study with %d finished trials", settings.engine, len(finished))
     if worker is not None:
@@ -387,6 +396,8 @@ def _work(
                 )
                 with file_lock(paths.lock):
                     trial = trials_log.append(trial)
+                    if paths.dashboard is not None:
+                        paths.dashboard.record(trial)
                     engine.tell(
                         proposal,
                         value=None if trial.status == TrialStatus.FAILED else trial.value,
@@ -705,6 +716,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads", type=int, help="federated objective: CPUs the simulation may use"
     )
     parser.add_argument(
+        "--dashboard",
+        default="auto",
+        metavar="JOURNAL",
+        help="Optuna journal where every trial is also recorded, one study per engine, for "
+        "`optuna-dashboard JOURNAL`; auto: dashboard.journal in the folder that holds the "
+        "engine's folder (results/hpo/ for results/hpo/ax/study); none: no journal "
+        "(default: auto)",
+    )
+    parser.add_argument(
         "--epoch-seconds",
         type=float,
         default=0.0,
@@ -785,11 +805,18 @@ def run(args: argparse.Namespace) -> int:
             options={key: value for key, value in options.items() if value is not None},
             outer_fold=args.outer_fold,
         )
+    dashboard = None
+    if args.dashboard != "none":
+        journal, name = default_journal(args.out, engine=settings.engine)
+        if args.dashboard != "auto":
+            journal = Path(args.dashboard)
+        dashboard = Dashboard(journal, study=name, space=space)
     outcome = run_study(
         space,
         objective,
         settings,
         out_dir=args.out,
+        dashboard=dashboard,
         trial_inputs=_trial_inputs(config, args),
         restart_on_change=args.restart_on_change,
         worker=args.worker,
