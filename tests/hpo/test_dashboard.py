@@ -164,3 +164,16 @@ def test_optuna_dashboard_serves_every_engines_study(finished_studies: Path) -> 
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_worker_processes_share_the_journal_without_losing_a_trial(tmp_path: Path) -> None:
+    journal = tmp_path / "dashboard.journal"
+    board = Dashboard(journal, study="random", space=SPACE)
+    settings = HpoSettings(engine="random", n_trials=6, n_workers=2)
+    slow = SyntheticObjective(epoch_seconds=0.02)  # both workers get trials
+    run_study(SPACE, slow, settings, out_dir=tmp_path / "random", dashboard=board)
+    logged = TrialsLog(tmp_path / "random" / "trials.csv", SPACE).read()
+    recorded = journal_studies(journal)["random"]
+    assert sorted(t.user_attrs[TRIAL_ATTR] for t in recorded) == list(range(6))
+    assert {t.user_attrs["worker"] for t in recorded} == {t.worker for t in logged} == {0, 1}
+    assert sorted(t.value for t in recorded) == sorted(t.value for t in logged)
