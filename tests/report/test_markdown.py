@@ -62,7 +62,7 @@ def test_table3_shows_minutes_trials_and_not_reached(fake_run):
         "| ax | this run | 2.548 min (trial 2) | 5.552 min (trial 4) |"
     )
     assert _row(document, "grid", "this run").count("not reached") == 2
-    assert _row(document, "ax", "paper") == "| ax | paper | 2.4 min (trial 2) | 2.4 min (trial 2) |"
+    assert _row(document, "ax", "paper") == "| ax | paper | 2.4 min (trial 1) | 2.4 min (trial 1) |"
     assert "- hyperopt is missing" in document
 
 

@@ -106,7 +106,9 @@ def test_paper_rows_are_added_marked_and_only_when_asked(studies):
     for engine, by_threshold in paper.PAPER_TIME_TO_THRESHOLD.items():
         for threshold, (minutes, trial) in by_threshold.items():
             assert rows.loc[(engine, threshold), "minutes"] == minutes
-            assert rows.loc[(engine, threshold), "trial"] == trial
+            # numbered from 0 as trials.csv is; the paper counts from 1
+            assert rows.loc[(engine, threshold), "trial"] == trial - 1
+            assert rows.loc[(engine, threshold), "trials_run"] == trial
     without = time_to_threshold_table(
         studies, settings=ReportSettings.from_config({"report": {"paper_figures": False}})
     )

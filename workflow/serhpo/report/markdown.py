@@ -58,7 +58,8 @@ def time_to_threshold_markdown(table: pd.DataFrame, *, notes: Sequence[str] = ()
         [
             "Minutes of wall-clock time (cumulative over the study) and trial number at which the "
             "best-so-far validation balanced class accuracy (BCA) first exceeded the threshold; "
-            "trial numbers as in trials.csv.",
+            "trial numbers as in trials.csv, counted from 0 (the paper counts from 1: its "
+            "trial k is trial k - 1 in the paper rows here).",
             *notes,
         ],
         paper_table=3,

@@ -20,7 +20,8 @@ PAPER_CITATION = "Golbaghi & Zhou (2025), arXiv 2510.07052"
 #: The paper's split protocol (random, label-stratified, speakers shared).
 PAPER_PROTOCOL = "stratified"
 
-#: Table 3: engine -> BCA threshold -> (minutes, trial) at which the threshold was first exceeded.
+#: Table 3: engine -> BCA threshold -> (minutes, trial counted from 1 as the paper does) at
+#: which the threshold was first exceeded.
 PAPER_TIME_TO_THRESHOLD: dict[str, dict[float, tuple[float, int]]] = {
     "grid": {0.8: (1056.0, 101), 0.9: (1680.0, 143)},
     "optuna": {0.8: (7.8, 4), 0.9: (185.3, 15)},

@@ -174,8 +174,10 @@ def time_to_threshold_table(studies: Sequence[Study], *, settings: ReportSetting
                         "threshold": threshold,
                         "reached": True,
                         "minutes": minutes,
-                        "trial": trial,
-                        "trials_run": trial,  # the paper counts trials from 1
+                        # The paper counts trials from 1; "trial" is numbered as in
+                        # trials.csv (from 0) in every row, so its trial k is k - 1 here.
+                        "trial": trial - 1,
+                        "trials_run": trial,
                     }
                 )
     columns = ["protocol", "source", "engine", "threshold", "reached", "minutes", "trial"]
