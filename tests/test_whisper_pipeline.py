@@ -22,8 +22,10 @@ SMALL = {
     "corpora": {
         "emodb": {"source": "synthetic", "synthetic": {"speakers": 4, "per_speaker_label": 2}},
         "ravdess": {"source": "synthetic", "synthetic": {"speakers": 3, "per_speaker_label": 1}},
-        "cremad": {"source": "synthetic", "synthetic": {"speakers": 3, "per_speaker_label": 1}},
-        "tess": {"source": "synthetic", "synthetic": {"speakers": 3, "per_speaker_label": 1}},
+        # One zero-shot corpus is enough here (tests/test_pipeline.py scores all of them):
+        # null removes the others, eight jobs fewer.
+        "cremad": None,
+        "tess": None,
     },
     "model": {"window": "utterance"},
     "search_space": {
@@ -59,7 +61,7 @@ def test_the_whisper_dag_runs_from_corpora_to_report(pipeline: Path) -> None:
         assert metadata["backbone"] == "whisper" and metadata["backbone_encoder"]["embedded"]
         for corpus in ("emodb", "ravdess"):
             scores = json.loads((results / f"eval/{engine}/{corpus}.json").read_text())
-            assert scores  # evaluated in-corpus and zero-shot
+            assert scores["n"] > 0 and 0.0 <= scores["bca"] <= 1.0  # in-corpus and zero-shot
     assert not (results / "eval/pretrained").exists()  # no pretrained head for whisper
     zero_shot = pd.read_csv(results / "tables/table6_zero_shot.csv", comment="#")
     assert set(ENGINES) <= set(zero_shot.astype(str).to_numpy().ravel())
