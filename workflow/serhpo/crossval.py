@@ -49,15 +49,14 @@ import torch
 import yaml
 
 from serhpo.config import add_config_arguments, read_stage_config
-from serhpo.data import Preprocessing, SplitData, utterances_of
+from serhpo.data import Preprocessing, SplitData, check_labels, utterances_of
 from serhpo.errors import UserError
 from serhpo.features import FeatureCache
 from serhpo.metrics import balanced_accuracy
 from serhpo.splits import inner_speaker_folds, parse_folds
 from serhpo.training import (
-    DEFAULT_BACKBONE,
-    DEFAULT_CACHE_DIR,
     TrainingData,
+    family_settings,
     fit,
     predict_logits,
 )
@@ -142,7 +141,7 @@ def inner_fold_splits(
     training = table[table["fold"] != outer_fold]
     inner = inner_speaker_folds(training, inner_folds=inner_folds, seed=seed)
     labels = tuple(labels) if labels is not None else tuple(sorted(training["label"].unique()))
-    _check_labels(training, labels, split_csv)
+    check_labels(training, labels, split_csv)
     utterances = dict(
         zip(training.index, utterances_of(training, root=root), strict=True)
     )  # read once, shared by the inner folds (and so by the feature cache's memory)
@@ -174,35 +173,13 @@ def outer_fold_split(
     table = read_fold_table(split_csv)
     _check_outer_fold(table, outer_fold, split_csv)
     labels = tuple(labels) if labels is not None else tuple(sorted(table["label"].unique()))
-    _check_labels(table, labels, split_csv)
+    check_labels(table, labels, split_csv)
     held_out = table["fold"] == outer_fold
     parts = {
         "train": utterances_of(table[~held_out], root=root),
         "test": utterances_of(table[held_out], root=root),
     }
     return SplitData(labels=labels, parts=parts, source=Path(split_csv))
-
-
-def _check_labels(table: pd.DataFrame, labels: tuple[str, ...], split_csv: Path) -> None:
-    unknown = sorted(set(table["label"]) - set(labels))
-    if unknown:
-        raise UserError(
-            f"split CSV {split_csv} has label(s) {unknown} outside the target labels "
-            f"{list(labels)}. Map them in config (corpora.<name>.label_map) or add them "
-            "to target_labels."
-        )
-
-
-def _family(
-    config: Mapping[str, Any], cache_dir: Path | None, backbone_dir: Path | None
-) -> tuple[str, Path, Path | None]:
-    backbone_config = config.get("backbone") or {}
-    backbone = str(backbone_config.get("name", DEFAULT_BACKBONE))
-    if cache_dir is None:
-        cache_dir = Path((config.get("features") or {}).get("cache_dir", DEFAULT_CACHE_DIR))
-    if backbone_dir is None and backbone_config.get("dir"):
-        backbone_dir = Path(backbone_config["dir"])
-    return backbone, Path(cache_dir), backbone_dir
 
 
 def inner_folds_setting(config: Mapping[str, Any]) -> int | str:
@@ -247,7 +224,9 @@ def build_cv_objective(
         ... # doctest: +SKIP
         [0.71, 0.64, 0.69]
     """
-    backbone, cache_dir, backbone_dir = _family(config, cache_dir, backbone_dir)
+    backbone, cache_dir, backbone_dir = family_settings(
+        config, cache_dir=cache_dir, backbone_dir=backbone_dir
+    )
     inner_folds = inner_folds_setting(config) if inner_folds is None else inner_folds
     seed = int(config.get("seed", 0))
     splits = inner_fold_splits(
@@ -348,7 +327,9 @@ def retrain_and_score_fold(
         >>> summary["held_out_speakers"]  # doctest: +SKIP
         ['03', '10']
     """
-    backbone, cache_dir, backbone_dir = _family(config, cache_dir, backbone_dir)
+    backbone, cache_dir, backbone_dir = family_settings(
+        config, cache_dir=cache_dir, backbone_dir=backbone_dir
+    )
     seed = int(config.get("seed", 0))
     split = outer_fold_split(
         split_csv, outer_fold=outer_fold, labels=config.get("target_labels"), root=root

@@ -138,13 +138,7 @@ def load_split(
     if labels is None:
         labels = sorted(table["label"].unique())
     labels = tuple(labels)
-    unknown = sorted(set(table["label"]) - set(labels))
-    if unknown:
-        raise UserError(
-            f"split CSV {split_csv} has label(s) {unknown} outside the target labels "
-            f"{list(labels)}. Map them in config (corpora.<name>.label_map) or add them "
-            "to target_labels."
-        )
+    check_labels(table, labels, split_csv)
 
     root = Path.cwd() if root is None else Path(root)
     selected: dict[str, list[Utterance]] = {}
@@ -158,6 +152,21 @@ def load_split(
             )
         selected[part] = [_utterance(row, root=root) for row in rows.itertuples(index=False)]
     return SplitData(labels=labels, parts=selected, source=split_csv)
+
+
+def check_labels(table: pd.DataFrame, labels: Sequence[str], split_csv: Path) -> None:
+    """Refuse split rows whose label is not one of ``labels``, saying how to map it.
+
+    Raises:
+        UserError: naming the labels found outside ``labels``.
+    """
+    unknown = sorted(set(table["label"]) - set(labels))
+    if unknown:
+        raise UserError(
+            f"split CSV {split_csv} has label(s) {unknown} outside the target labels "
+            f"{list(labels)}. Map them in config (corpora.<name>.label_map) or add them "
+            "to target_labels."
+        )
 
 
 def _assign_fold(table: pd.DataFrame, *, fold: int, split_csv: Path) -> pd.DataFrame:

@@ -54,10 +54,9 @@ from serhpo.features import FeatureCache
 from serhpo.models import build_model
 from serhpo.models.base import FeatureItem, SERModel
 from serhpo.training import (
-    DEFAULT_BACKBONE,
-    DEFAULT_CACHE_DIR,
     FitOutcome,
     TrainingData,
+    family_settings,
     fit,
     predict_logits,
     save_model,
@@ -546,12 +545,9 @@ def retrain(
         >>> summary["parts"]  # doctest: +SKIP
         ['train', 'valid']
     """
-    backbone_config = config.get("backbone") or {}
-    backbone = str(backbone_config.get("name", DEFAULT_BACKBONE))
-    if cache_dir is None:
-        cache_dir = Path((config.get("features") or {}).get("cache_dir", DEFAULT_CACHE_DIR))
-    if backbone_dir is None and backbone_config.get("dir"):
-        backbone_dir = Path(backbone_config["dir"])
+    backbone, cache_dir, backbone_dir = family_settings(
+        config, cache_dir=cache_dir, backbone_dir=backbone_dir
+    )
     seed = int(config.get("seed", 0)) if seed is None else seed
     params = {
         **(config.get("model") or {}),

@@ -584,6 +584,29 @@ def train_and_evaluate(
     return fit(params, data, report=report, seed=seed).result
 
 
+def family_settings(
+    config: Mapping[str, Any],
+    *,
+    cache_dir: Path | None = None,
+    backbone_dir: Path | None = None,
+) -> tuple[str, Path, Path | None]:
+    """The model family, the feature cache root and the pretrained folder a stage uses.
+
+    Explicit arguments win over config ``features.cache_dir`` and ``backbone.dir``.
+
+    Example:
+        >>> family_settings({"backbone": {"name": "egemaps"}})
+        ('egemaps', PosixPath('results/features'), None)
+    """
+    backbone_config = config.get("backbone") or {}
+    backbone = str(backbone_config.get("name", DEFAULT_BACKBONE))
+    if cache_dir is None:
+        cache_dir = Path((config.get("features") or {}).get("cache_dir", DEFAULT_CACHE_DIR))
+    if backbone_dir is None and backbone_config.get("dir"):
+        backbone_dir = Path(backbone_config["dir"])
+    return backbone, Path(cache_dir), backbone_dir
+
+
 def build_objective(
     config: Mapping[str, Any],
     *,
@@ -616,12 +639,9 @@ def build_objective(
         >>> objective({"lr": 3e-4, "epochs": 4, "maxlen": 48000, "arch": "cnn"}, never_prune).ok
         True
     """
-    backbone_config = config.get("backbone") or {}
-    backbone = str(backbone_config.get("name", DEFAULT_BACKBONE))
-    if cache_dir is None:
-        cache_dir = Path((config.get("features") or {}).get("cache_dir", DEFAULT_CACHE_DIR))
-    if backbone_dir is None and backbone_config.get("dir"):
-        backbone_dir = Path(backbone_config["dir"])
+    backbone, cache_dir, backbone_dir = family_settings(
+        config, cache_dir=cache_dir, backbone_dir=backbone_dir
+    )
     model_defaults = dict(config.get("model") or {})
     training_defaults = dict(config.get("training") or {})
     seed = int(config.get("seed", 0))
