@@ -19,7 +19,7 @@ import torch
 
 from serhpo import cli
 from serhpo.final import load_final_model, retrain
-from serhpo.predict import Prediction, format_predictions, predict_files
+from serhpo.predict import Prediction, format_predictions, predict_files, windows_of
 
 LABELS = ["anger", "happiness", "neutral", "sadness"]
 
@@ -68,7 +68,7 @@ def test_any_rate_and_channel_count_is_labelled_and_bad_files_are_reported(model
     assert status == 1  # two files failed
     table = pd.read_csv(out, keep_default_na=False).set_index("file")
     assert list(table.index) == [str(f) for f in files]  # every file, in order
-    assert list(table.columns) == ["label", *LABELS, "error"]
+    assert list(table.columns) == ["label", *LABELS, "windows", "error"]
     good = table.loc[[str(model[k]) for k in ("original", "stereo", "narrow")]]
     assert (good["error"] == "").all() and good["label"].isin(LABELS).all()
     assert good[LABELS].astype(float).sum(axis=1).to_numpy() == pytest.approx(1.0, abs=1e-6)
@@ -86,7 +86,7 @@ def test_a_table_and_json_and_exit_status_0_when_every_file_is_labelled(model, c
     files = [str(model["stereo"]), str(model["narrow"])]
     assert cli.main(["predict", str(model["dir"]), *files]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["file", "label", *LABELS]
+    assert lines[0].split() == ["file", "label", *LABELS, "windows"]
     assert [line.split()[0] for line in lines[1:]] == files
     assert cli.main(["predict", str(model["dir"]), *files, "--format", "json"]) == 0
     records = json.loads(capsys.readouterr().out)
@@ -118,11 +118,13 @@ def test_a_folder_that_is_not_a_model_is_a_clear_error(model, tmp_path, capsys):
 
 def test_the_table_shows_only_labelled_files():
     predictions = [
-        Prediction("a.wav", "anger", {"anger": 0.75, "sadness": 0.25}),
+        Prediction("a.wav", "anger", {"anger": 0.75, "sadness": 0.25}, windows=2),
         Prediction("b.wav", None, error="unreadable: not audio"),
     ]
     text = format_predictions(predictions, labels=["anger", "sadness"])
-    assert text.split() == ["file", "label", "anger", "sadness", "a.wav", "anger", "0.750", "0.250"]
+    assert text.split() == [
+        "file", "label", "anger", "sadness", "windows", "a.wav", "anger", "0.750", "0.250", "2",
+    ]  # fmt: skip
 
 
 def test_a_model_trained_on_level_normalised_audio_normalises_new_recordings(model, tmp_path):
@@ -198,3 +200,51 @@ def test_a_batch_size_below_one_is_refused_before_any_work(model, capsys, value:
     assert "--batch-size: expected a whole number >= 1" in capsys.readouterr().err
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         predict_files(load_final_model(model["dir"]), [model["original"]], batch_size=0)
+
+
+def test_windows_cover_a_recording_and_the_last_one_ends_with_it() -> None:
+    assert windows_of(16000, length=16000) == [(0, 16000)]
+    assert windows_of(40000, length=16000) == [(0, 16000), (16000, 32000), (24000, 40000)]
+    assert windows_of(40000, length=None) == [(0, 40000)]
+    covered = set()
+    for start, end in windows_of(123457, length=16000):
+        assert end - start == 16000
+        covered.update(range(start, end))
+    assert covered == set(range(123457))
+
+
+def test_a_long_recording_is_labelled_from_all_its_windows_not_its_first_maxlen(model, tmp_path):
+    """Issue: a 12-s file whose first 2 s were silent was labelled from those 2 s alone, and
+    two different files got identical probabilities. The model's maxlen is 16000 (1 s)."""
+    final = load_final_model(model["dir"])
+    speech, rate = sf.read(model["original"], dtype="float32")
+    audible = np.flatnonzero(np.abs(speech) > 1e-3)
+    speech = speech[audible[0] : audible[-1]]  # no leading or trailing quiet: every window speaks
+    silence = np.zeros(2 * rate, dtype=np.float32)
+    first = np.concatenate([silence, np.tile(speech, 20)])[: 12 * rate]
+    second = np.concatenate([silence, np.tile(speech[::-1], 20)])[: 12 * rate]  # other speech
+    sf.write(tmp_path / "first.wav", first, rate)
+    sf.write(tmp_path / "second.wav", second, rate)
+    a, b = predict_files(final, [tmp_path / "first.wav", tmp_path / "second.wav"])
+    assert a.ok and b.ok
+    # 12 windows of 1 s; the two silent ones are not scored
+    assert a.windows == b.windows == 10
+    assert a.probabilities != pytest.approx(b.probabilities, abs=1e-4)
+    records = json.loads(format_predictions([a], labels=final.labels, fmt="json"))
+    assert records[0]["windows"] == 10
+    # the scores are the mean of the scored windows' probabilities
+    windows = [torch.from_numpy(first[s:e].copy()) for s, e in windows_of(len(first), length=16000)]
+    speech_windows = [w for w in windows if w.abs().max() > 0]
+    expected = final.probabilities(speech_windows).mean(dim=0)
+    assert [a.probabilities[label] for label in final.labels] == pytest.approx(
+        expected.tolist(), abs=1e-5
+    )
+
+
+def test_a_recording_whose_every_window_is_silent_is_rejected_as_silent(model, tmp_path):
+    path = tmp_path / "hum.wav"
+    rate = 16000
+    quiet = np.zeros(5 * rate, dtype=np.float32)
+    sf.write(path, quiet, rate)
+    (prediction,) = predict_files(load_final_model(model["dir"]), [path])
+    assert not prediction.ok and prediction.error.startswith("silent")

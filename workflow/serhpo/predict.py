@@ -2,8 +2,13 @@
 
 Every file goes through :func:`serhpo.audio.prepare_waveform`, the path every corpus
 recording took (decode any rate and channel count, downmix to mono, resample to
-16 kHz, the same checks as the training data), then the model's own truncation and
-padding (``maxlen``), frozen feature and classifier, all in memory: no cache folder.
+16 kHz, the same checks as the training data). A recording longer than the model's
+``maxlen`` is covered by windows of that length (:func:`windows_of`: consecutive, the
+last one aligned to the end), so the whole recording is labelled, not its first
+``maxlen`` samples; silent windows are left out (the silence check applies to what is
+scored), and the remaining windows' probabilities are averaged. Each window then takes the
+model's own padding, frozen feature and classifier, all in memory: no cache folder. The
+output says how many windows each label rests on.
 A file that cannot be used gets an error line naming it and the reason, and the other
 files are still labelled; the exit status is 1 when any file failed, 0 otherwise.
 
@@ -21,10 +26,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
-from serhpo.audio import AudioRejected, prepare_waveform
+from serhpo.audio import AudioRejected, active_level_dbfs, prepare_waveform
 from serhpo.final import FinalModel, load_final_model
 
 log = logging.getLogger(__name__)
@@ -41,12 +47,15 @@ class Prediction:
         label: the most probable label (``None`` when the file failed).
         probabilities: label -> probability, in the model's label order (empty on failure).
         error: why the file could not be labelled (``None`` when it was).
+        windows: how many windows of the model's length were scored and averaged (silent
+            windows of a long recording are left out); 0 when the file failed.
     """
 
     file: str
     label: str | None
     probabilities: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    windows: int = 0
 
     @property
     def ok(self) -> bool:
@@ -54,11 +63,52 @@ class Prediction:
         return self.error is None
 
 
-def _load(final: FinalModel, path: Path) -> torch.Tensor:
+def windows_of(num_samples: int, *, length: int | None) -> list[tuple[int, int]]:
+    """``(start, end)`` sample ranges of windows of ``length`` covering a recording.
+
+    Windows follow each other; when the recording is not a whole number of windows long,
+    the last one is aligned to its end (overlapping the one before), so every window has
+    the model's length and no sample is left out. A recording no longer than ``length``,
+    or a model without one (``None``), is one window.
+
+    Example:
+        >>> windows_of(50, length=20)
+        [(0, 20), (20, 40), (30, 50)]
+        >>> windows_of(15, length=20)
+        [(0, 15)]
+    """
+    if length is None or num_samples <= length:
+        return [(0, num_samples)]
+    starts = list(range(0, num_samples - length + 1, length))
+    if starts[-1] + length < num_samples:
+        starts.append(num_samples - length)
+    return [(start, start + length) for start in starts]
+
+
+def _load(final: FinalModel, path: Path) -> list[torch.Tensor]:
+    """The recording's windows that hold speech (see the module docstring)."""
     audio = prepare_waveform(
         path, sample_rate=final.sample_rate, checks=final.checks, loudness=final.loudness
     )
-    return torch.from_numpy(audio.samples)
+    samples = np.asarray(audio.samples, dtype=np.float32)
+    ranges = windows_of(len(samples), length=final.preprocessing.maxlen)
+    if len(ranges) == 1:
+        return [torch.from_numpy(samples)]
+    kept = [
+        torch.from_numpy(samples[start:end].copy())
+        for start, end in ranges
+        if active_level_dbfs(samples[start:end], sample_rate=final.sample_rate)
+        >= final.checks.silence_dbfs
+    ]
+    if not kept:  # prepare_waveform judged the whole file; no window can be louder than it
+        raise AudioRejected(
+            f"silent: none of its {len(ranges)} windows of {final.preprocessing.maxlen} "
+            f"samples reaches {final.checks.silence_dbfs:g} dBFS of active speech"
+        )
+    skipped = len(ranges) - len(kept)
+    if skipped:
+        log.info("%s: %d of %d windows are silent and not scored", path, skipped, len(ranges))
+    return kept
 
 
 def predict_files(
@@ -89,7 +139,7 @@ def predict_files(
     predictions: list[Prediction] = []
     for start in range(0, len(files), batch_size):
         chunk = [str(file) for file in files[start : start + batch_size]]
-        waveforms: dict[int, torch.Tensor] = {}
+        waveforms: dict[int, list[torch.Tensor]] = {}
         errors: dict[int, str] = {}
         for index, file in enumerate(chunk):
             try:
@@ -115,49 +165,59 @@ def predict_files(
                     probabilities={
                         label: float(p) for label, p in zip(final.labels, row, strict=True)
                     },
+                    windows=len(waveforms[index]),
                 )
             )
     return predictions
 
 
 def _probabilities(
-    final: FinalModel, waveforms: dict[int, torch.Tensor], errors: dict[int, str]
+    final: FinalModel, waveforms: dict[int, list[torch.Tensor]], errors: dict[int, str]
 ) -> dict[int, torch.Tensor]:
-    """Probabilities of the readable files; a file the model cannot process joins ``errors``."""
+    """Each readable file's probabilities, averaged over its windows; a file the model
+    cannot process joins ``errors``."""
     indices = list(waveforms)
     if not indices:
         return {}
     try:
-        rows = final.probabilities([waveforms[i] for i in indices], batch_size=len(indices))
-        return dict(zip(indices, rows, strict=True))
+        flat = [window for index in indices for window in waveforms[index]]
+        rows = final.probabilities(flat, batch_size=max(1, min(len(flat), 32)))
+        result, offset = {}, 0
+        for index in indices:
+            count = len(waveforms[index])
+            result[index] = rows[offset : offset + count].mean(dim=0)
+            offset += count
+        return result
     except Exception:  # one bad file must not cost the others their labels: retry one by one
         result = {}
         for index in indices:
             try:
-                result[index] = final.probabilities([waveforms[index]])[0]
+                result[index] = final.probabilities(waveforms[index]).mean(dim=0)
             except Exception as error:
                 errors[index] = f"the model failed on it: {type(error).__name__}: {error}"
         return result
 
 
 def predictions_frame(predictions: Sequence[Prediction], *, labels: Sequence[str]) -> pd.DataFrame:
-    """One row per file: ``file``, ``label``, one probability column per label, ``error``.
+    """One row per file: ``file``, ``label``, one probability column per label, ``windows``,
+    ``error``.
 
     Example:
-        >>> predictions_frame([Prediction("a.wav", "anger", {"anger": 0.9, "sadness": 0.1})],
-        ...                   labels=["anger", "sadness"]).columns.tolist()
-        ['file', 'label', 'anger', 'sadness', 'error']
+        >>> predictions_frame([Prediction("a.wav", "anger", {"anger": 0.9, "sadness": 0.1},
+        ...                               windows=1)], labels=["anger", "sadness"]).columns.tolist()
+        ['file', 'label', 'anger', 'sadness', 'windows', 'error']
     """
     rows = [
         {
             "file": p.file,
             "label": p.label,
             **{label: p.probabilities.get(label) for label in labels},
+            "windows": p.windows,
             "error": p.error,
         }
         for p in predictions
     ]
-    return pd.DataFrame(rows, columns=["file", "label", *labels, "error"])
+    return pd.DataFrame(rows, columns=["file", "label", *labels, "windows", "error"])
 
 
 def format_predictions(
@@ -170,15 +230,21 @@ def format_predictions(
 
     Example:
         >>> print(format_predictions([Prediction("a.wav", "anger", {"anger": 0.9,
-        ...     "sadness": 0.1})], labels=["anger", "sadness"]), end="")
-         file label  anger  sadness
-        a.wav anger  0.900    0.100
+        ...     "sadness": 0.1}, windows=1)], labels=["anger", "sadness"]), end="")
+         file label  anger  sadness  windows
+        a.wav anger  0.900    0.100        1
     """
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r}; expected one of {FORMATS}")
     if fmt == "json":
         records = [
-            {"file": p.file, "label": p.label, "probabilities": p.probabilities, "error": p.error}
+            {
+                "file": p.file,
+                "label": p.label,
+                "probabilities": p.probabilities,
+                "windows": p.windows,
+                "error": p.error,
+            }
             for p in predictions
         ]
         # allow_nan=False: NaN is not JSON; predict_files never gives it, and never will silently.
