@@ -500,7 +500,9 @@ def run_trial(
         params=dict(proposal.params),
         value=value,
         status=status,
-        trial_seconds=seconds,
+        # As trials.csv records it (microseconds), so that an engine told this cost (Optuna's
+        # multi-objective front) and a front read back from trials.csv agree.
+        trial_seconds=round(seconds, 6),
         history=tuple(history or getattr(result, "history", ())),
         engine_trial=proposal.engine_trial,
         cumulative_seconds=seconds if clock_origin is None else time.time() - clock_origin,
