@@ -44,7 +44,7 @@ from serhpo.corpora import get_format
 from serhpo.corpora.synthetic import synthesize_corpus
 from serhpo.federated.evaluate import COST, select_configurations
 from serhpo.federated.objective import FederatedObjective
-from serhpo.hpo.settings import HpoSettings, MultiObjectiveSettings
+from serhpo.hpo.settings import HpoSettings
 from serhpo.hpo.space import SearchSpace
 from serhpo.hpo.study import run_study
 from serhpo.prepare import prepare_corpus
@@ -117,15 +117,17 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
         out = work / "studies" / label.split()[0].lower() / sampler
         shutil.rmtree(out, ignore_errors=True)
         budget = None if engine == "grid" else (3 if args.quick else args.trials)
-        settings = HpoSettings(
-            engine=engine,
-            seed=0,
-            n_trials=budget,
-            n_startup_trials=args.startup,
-            multi_objective=MultiObjectiveSettings(
-                enabled=True, sampler=sampler, population_size=8, cost=COST
-            ),
-        ).checked()
+        hpo = {
+            "n_trials": budget,
+            "n_startup_trials": args.startup,
+            "multi_objective": {
+                "enabled": True,
+                "sampler": sampler,
+                "population_size": 8,
+                "cost": COST,
+            },
+        }
+        settings = HpoSettings.from_config({**config, "hpo": hpo}, engine=engine)
         objective = FederatedObjective(config=config, split_csv=split_csv)
         started = time.perf_counter()
         outcome = run_study(space, objective, settings, out_dir=out)

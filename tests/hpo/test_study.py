@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import yaml
 import serhpo
 from serhpo.cli import main
 from serhpo.errors import UserError
-from serhpo.hpo.settings import HpoSettings, PruningSettings
+from serhpo.hpo.settings import HpoSettings
 from serhpo.hpo.space import SearchSpace
 from serhpo.hpo.study import run_study
 from serhpo.hpo.synthetic_objective import SyntheticObjective, is_collapsed
@@ -73,7 +74,10 @@ class Rendezvous:
 
 def test_trials_csv_holds_one_row_per_trial_with_the_specified_columns(tmp_path: Path) -> None:
     outcome = run_study(
-        SPACE, SyntheticObjective(), HpoSettings(engine="random", n_trials=6), out_dir=tmp_path
+        SPACE,
+        SyntheticObjective(),
+        HpoSettings.from_config({"hpo": {"n_trials": 6}}, engine="random"),
+        out_dir=tmp_path,
     )
     table = rows(tmp_path)
     assert list(table[0])[:11] == [
@@ -119,7 +123,12 @@ def test_failures_are_recorded_and_the_study_goes_on(tmp_path: Path) -> None:
             return TrialResult(value=0.2, status=TrialStatus.FAILED, reason="loss diverged")
         return synthetic(params, report)
 
-    run_study(SPACE, flaky, HpoSettings(engine="random", n_trials=5), out_dir=tmp_path)
+    run_study(
+        SPACE,
+        flaky,
+        HpoSettings.from_config({"hpo": {"n_trials": 5}}, engine="random"),
+        out_dir=tmp_path,
+    )
     table = rows(tmp_path)
     assert [r["status"] for r in table] == ["failed", "failed", "failed", "complete", "complete"]
     assert table[0]["reason"] == "RuntimeError: CUDA out of memory"
@@ -134,7 +143,9 @@ def test_a_trial_that_ignores_a_stop_request_counts_as_complete(tmp_path: Path) 
             report(epoch, score)  # asked to stop after epoch 1; goes on
         return TrialResult(value=history[-1], history=history)
 
-    settings = HpoSettings(engine="grid", n_trials=1, pruning=PruningSettings(enabled=True))
+    settings = HpoSettings.from_config(
+        {"hpo": {"n_trials": 1, "pruning": {"enabled": True}}}, engine="grid"
+    )
     run_study(SPACE, stubborn, settings, out_dir=tmp_path)
     (row,) = rows(tmp_path)
     assert row["status"] == "complete" and len(row["history"].split(";")) == 3
@@ -145,7 +156,12 @@ def test_a_user_error_in_the_objective_stops_the_study(tmp_path: Path) -> None:
         raise UserError("config key training.batch_size: found 0; expected >= 1")
 
     with pytest.raises(UserError, match="batch_size"):
-        run_study(SPACE, misconfigured, HpoSettings(engine="grid", n_trials=3), out_dir=tmp_path)
+        run_study(
+            SPACE,
+            misconfigured,
+            HpoSettings.from_config({"hpo": {"n_trials": 3}}, engine="grid"),
+            out_dir=tmp_path,
+        )
     assert not (tmp_path / "trials.csv").exists()
 
 
@@ -154,13 +170,20 @@ def test_a_study_where_every_trial_fails_says_so(tmp_path: Path) -> None:
         raise ValueError("no data")
 
     with pytest.raises(UserError, match="ValueError: no data"):
-        run_study(SPACE, broken, HpoSettings(engine="grid", n_trials=2), out_dir=tmp_path)
+        run_study(
+            SPACE,
+            broken,
+            HpoSettings.from_config({"hpo": {"n_trials": 2}}, engine="grid"),
+            out_dir=tmp_path,
+        )
     assert len(rows(tmp_path)) == 2
 
 
 @pytest.mark.parametrize("engine", ["grid", "random", "hyperopt", "optuna", "ax"])
 def test_an_interrupted_study_resumes_without_losing_a_trial(tmp_path: Path, engine: str) -> None:
-    settings = HpoSettings(engine=engine, n_trials=6, seed=3, n_sobol=6, n_startup_trials=2)
+    settings = HpoSettings.from_config(
+        {"seed": 3, "hpo": {"n_trials": 6, "n_sobol": 6, "n_startup_trials": 2}}, engine=engine
+    )
     interrupted = InterruptAt(3)
     with pytest.raises(KeyboardInterrupt):
         run_study(SPACE, interrupted, settings, out_dir=tmp_path / "study")
@@ -211,7 +234,9 @@ def test_a_killed_study_process_resumes_from_its_files(tmp_path: Path) -> None:
 
 
 def test_the_time_budget_stops_the_study_and_the_running_trial(tmp_path: Path) -> None:
-    settings = HpoSettings(engine="random", n_trials=None, time_budget_min=0.8 / 60)
+    settings = HpoSettings.from_config(
+        {"hpo": {"n_trials": None, "time_budget_min": 0.8 / 60}}, engine="random"
+    )
     run_study(SPACE, SyntheticObjective(epoch_seconds=0.02), settings, out_dir=tmp_path)
     trials = TrialsLog(tmp_path / "trials.csv", SPACE).read()
     assert len(trials) >= 2
@@ -233,8 +258,12 @@ def test_pruning_cuts_the_epochs_a_study_runs(tmp_path: Path, engine: str) -> No
             "unfreeze": {"type": "int", "low": 0, "high": 5},
         }
     )
-    plain = HpoSettings(engine=engine, n_trials=16, seed=1, n_startup_trials=16)
-    pruned = plain.with_overrides(pruning=PruningSettings(enabled=True, min_epochs=1, min_trials=3))
+    plain = HpoSettings.from_config(
+        {"seed": 1, "hpo": {"n_trials": 16, "n_startup_trials": 16}}, engine=engine
+    )
+    pruned = plain.with_overrides(
+        pruning=replace(plain.pruning, enabled=True, min_epochs=1, min_trials=3)
+    )
     run_study(space, SyntheticObjective(), plain, out_dir=tmp_path / "plain")
     run_study(space, SyntheticObjective(), pruned, out_dir=tmp_path / "pruned")
     plain_trials = TrialsLog(tmp_path / "plain" / "trials.csv", space).read()
@@ -253,7 +282,9 @@ def test_pruning_cuts_the_epochs_a_study_runs(tmp_path: Path, engine: str) -> No
 
 
 def test_two_workers_share_one_optuna_study(tmp_path: Path) -> None:
-    settings = HpoSettings(engine="optuna", n_trials=10, n_workers=2, n_startup_trials=4)
+    settings = HpoSettings.from_config(
+        {"hpo": {"n_trials": 10, "n_workers": 2, "n_startup_trials": 4}}, engine="optuna"
+    )
     (tmp_path / "rendezvous").mkdir()
     run_study(SPACE, Rendezvous(tmp_path / "rendezvous", 2), settings, out_dir=tmp_path / "study")
     trials = TrialsLog(tmp_path / "study" / "trials.csv", SPACE).read()
@@ -276,7 +307,9 @@ def test_two_workers_share_one_optuna_study(tmp_path: Path) -> None:
 def test_the_same_seed_reproduces_the_same_trials(tmp_path: Path, engine: str) -> None:
     # Ax: 3 initial trials and one from its Gaussian process, on one axis to keep it cheap.
     space = LR_AXIS if engine == "ax" else SPACE
-    settings = HpoSettings(engine=engine, n_trials=4, seed=11, n_sobol=3, n_startup_trials=2)
+    settings = HpoSettings.from_config(
+        {"seed": 11, "hpo": {"n_trials": 4, "n_sobol": 3, "n_startup_trials": 2}}, engine=engine
+    )
     for name in ("a", "b"):
         run_study(space, SyntheticObjective(seed=11), settings, out_dir=tmp_path / name)
     first = TrialsLog(tmp_path / "a" / "trials.csv", space).read()
@@ -302,7 +335,9 @@ def mean_best(
 ) -> float:
     bests = []
     for seed in seeds:
-        settings = HpoSettings(engine=engine, n_trials=n_trials, seed=seed, **options)
+        settings = HpoSettings.from_config(
+            {"seed": seed, "hpo": {"n_trials": n_trials, **options}}, engine=engine
+        )
         objective = SyntheticObjective(seed=seed)
         outcome = run_study(space, objective, settings, out_dir=out / f"{engine}{seed}")
         bests.append(outcome.best["value"])
@@ -331,16 +366,25 @@ def test_ax_beats_random_search_at_equal_budget(tmp_path: Path) -> None:
 
 def test_a_folder_holds_one_engine_and_one_space(tmp_path: Path) -> None:
     run_study(
-        SPACE, SyntheticObjective(), HpoSettings(engine="random", n_trials=1), out_dir=tmp_path
+        SPACE,
+        SyntheticObjective(),
+        HpoSettings.from_config({"hpo": {"n_trials": 1}}, engine="random"),
+        out_dir=tmp_path,
     )
     with pytest.raises(UserError, match="started with engine = 'random'"):
         run_study(
-            SPACE, SyntheticObjective(), HpoSettings(engine="grid", n_trials=1), out_dir=tmp_path
+            SPACE,
+            SyntheticObjective(),
+            HpoSettings.from_config({"hpo": {"n_trials": 1}}, engine="grid"),
+            out_dir=tmp_path,
         )
     other = SearchSpace.from_config({"lr": {"type": "loguniform", "low": 1e-6, "high": 1e-2}})
     with pytest.raises(UserError, match="search_space"):
         run_study(
-            other, SyntheticObjective(), HpoSettings(engine="random", n_trials=1), out_dir=tmp_path
+            other,
+            SyntheticObjective(),
+            HpoSettings.from_config({"hpo": {"n_trials": 1}}, engine="random"),
+            out_dir=tmp_path,
         )
 
 
@@ -413,11 +457,11 @@ def test_the_cli_explains_a_missing_trainer(
 
 def test_a_study_resumes_only_with_the_same_trial_inputs(tmp_path: Path) -> None:
     out = tmp_path / "study"
-    settings = HpoSettings(engine="random", n_trials=3)
+    settings = HpoSettings.from_config({"hpo": {"n_trials": 3}}, engine="random")
     run_study(SPACE, SyntheticObjective(), settings, out_dir=out, trial_inputs={"split": "a"})
     first = params_of(out)
     # A larger budget extends the same study.
-    more = HpoSettings(engine="random", n_trials=5)
+    more = HpoSettings.from_config({"hpo": {"n_trials": 5}}, engine="random")
     run_study(SPACE, SyntheticObjective(), more, out_dir=out, trial_inputs={"split": "a"})
     assert params_of(out)[:3] == first and len(params_of(out)) == 5
     # Another split: refused by default, set aside and restarted on request.

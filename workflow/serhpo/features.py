@@ -58,6 +58,12 @@ from typing import ClassVar
 import torch
 from tqdm import tqdm
 
+from serhpo.config import (
+    add_config_arguments,
+    cache_plan,
+    read_stage_config,
+    settings,
+)
 from serhpo.data import Preprocessing, Utterance, load_split, read_waveform
 from serhpo.errors import UserError
 from serhpo.files import honour_umask
@@ -594,77 +600,54 @@ def cache_features(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``serhpo cache-features``."""
+    """Options of ``serhpo cache-features``.
+
+    What to compute comes from config (``--config``/``--config-json``, the rule's JSON of
+    :func:`serhpo.config.cache_config`), planned by :func:`serhpo.config.cache_plan` from the
+    same settings the studies read.
+    """
     parser.add_argument("split_csv", type=Path, help="the split CSV (results/splits/{corpus}.csv)")
+    add_config_arguments(parser)
     parser.add_argument(
-        "--cache-dir", type=Path, default=Path("results/features"), help="cache root"
-    )
-    parser.add_argument(
-        "--backbone", required=True, help="model family: logmel, egemaps, wav2vec2, whisper"
+        "--cache-dir", type=Path, help="cache root; overrides config features.cache_dir"
     )
     parser.add_argument("--backbone-dir", type=Path, help="the pretrained model's folder")
-    parser.add_argument(
-        "--model-params",
-        type=json.loads,
-        default={},
-        help="the family's parameters as JSON, e.g. '{\"n_mels\": 64}'",
-    )
-    parser.add_argument(
-        "--model-choices",
-        type=json.loads,
-        default={},
-        help="family parameters the search space varies, each with its values, as JSON; "
-        'every combination is cached, e.g. \'{"window": ["30s", "utterance"]}\'',
-    )
-    parser.add_argument(
-        "--maxlen",
-        nargs="+",
-        type=_maxlen,
-        default=[None],
-        help="maxlen values in samples to precompute ('none' keeps whole utterances)",
-    )
-    parser.add_argument(
-        "--padding",
-        choices=["on", "off"],
-        default="on",
-        help="zero-pad utterances shorter than maxlen (the paper: on)",
-    )
     parser.add_argument(
         "--parts", nargs="+", default=["train", "valid"], choices=["train", "valid", "test"]
     )
     parser.add_argument("--stages", nargs="+", help="stages to cover (default: all)")
-    parser.add_argument("--labels", nargs="+", help="target labels in class order")
     parser.add_argument(
         "--summary", type=Path, help="write the summary JSON here (a Snakemake output)"
     )
 
 
-def _maxlen(text: str) -> int | None:
-    if text.lower() in {"none", "null", "0"}:
-        return None
-    try:
-        return int(float(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"maxlen must be a number of samples or 'none'; got {text!r}"
-        ) from None
-
-
 def run(args: argparse.Namespace) -> int:
-    """Run ``serhpo cache-features``: precompute, print the summary, optionally save it."""
-    summary = cache_features(
-        args.split_csv,
-        cache_dir=args.cache_dir,
-        backbone=args.backbone,
-        model_params=args.model_params,
-        model_choices=args.model_choices,
-        backbone_dir=args.backbone_dir,
-        maxlens=args.maxlen,
-        padding=args.padding == "on",
-        parts=args.parts,
-        stages=args.stages,
-        labels=args.labels,
-    )
+    """Run ``serhpo cache-features``: precompute, print the summary, optionally save it.
+
+    Example:
+        $ serhpo cache-features results/splits/emodb.csv --config config.yaml
+    """
+    typed = settings(read_stage_config(args.config, args.config_json))
+    plan = cache_plan(typed)
+    summary: dict = {"backbone": typed.backbone, "entries": [], "computed": 0, "loaded": 0}
+    for padding in plan.paddings:
+        part = cache_features(
+            args.split_csv,
+            cache_dir=args.cache_dir or typed.paths.cache_dir,
+            backbone=typed.backbone,
+            model_params=typed.model,
+            model_choices=plan.model_choices,
+            backbone_dir=args.backbone_dir or typed.paths.backbone_dir,
+            maxlens=plan.maxlens,
+            padding=padding,
+            parts=args.parts,
+            stages=args.stages,
+            labels=typed.target_labels,
+        )
+        summary["entries"] += part["entries"]
+        summary["computed"] += part["computed"]
+        summary["loaded"] += part["loaded"]
+        summary["utterances"] = part["utterances"]
     text = json.dumps(summary, indent=2)
     print(text)
     if args.summary:

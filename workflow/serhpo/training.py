@@ -42,28 +42,31 @@ import torch
 import yaml
 from torch import nn
 
-from serhpo.config import add_config_arguments, read_stage_config
+from serhpo.config import (
+    add_config_arguments,
+    coerce,
+    read_stage_config,
+    section_values,
+    settings,
+)
 from serhpo.data import Preprocessing, SplitData, Utterance, batches, collate, load_split
 from serhpo.errors import UserError
 from serhpo.features import FeatureCache, NonFiniteFeatureError
 from serhpo.metrics import balanced_accuracy, classification_scores
 from serhpo.models import build_model
 from serhpo.models.base import FeatureItem, SERModel
-from serhpo.normalisation import NORMALISE_MODES, normalise_items
+from serhpo.normalisation import normalise_items
 from serhpo.trial import EpochReporter, TrialResult, TrialStatus, never_prune
 
 log = logging.getLogger(__name__)
-
-#: Default model family when config has no ``backbone.name``.
-DEFAULT_BACKBONE = "logmel"
-
-#: Default feature cache root (config ``features.cache_dir``).
-DEFAULT_CACHE_DIR = "results/features"
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
     """The training keys of a configuration (config ``training:`` and the HPO params).
+
+    Defaults and ranges are the schema's: :func:`serhpo.config.settings` (a config) and
+    :meth:`split_params` (a trial's params) fill and validate them; this class has neither.
 
     Attributes:
         lr: peak learning rate of AdamW.
@@ -87,22 +90,22 @@ class TrainingConfig:
             with its own statistics, never labels; :mod:`serhpo.normalisation`), or ``none``.
     """
 
-    lr: float = 1e-4
-    epochs: int = 5
-    unfreeze: int = 0
-    maxlen: int | None = 48000
-    padding: bool = True
-    batch_size: int = 1
-    weight_decay: float = 0.01
-    min_lr_ratio: float = 0.0
-    class_weights: bool = False
-    grad_clip: float | None = None
-    collapse_after: int | None = 1
-    eval_batch_size: int = 32
-    device: str = "cpu"
-    deterministic: bool = True
-    threads: int | None = None
-    normalise: str = "none"
+    lr: float
+    epochs: int
+    unfreeze: int
+    maxlen: int | None
+    padding: bool
+    batch_size: int
+    weight_decay: float
+    min_lr_ratio: float
+    class_weights: bool
+    grad_clip: float | None
+    collapse_after: int | None
+    eval_batch_size: int
+    device: str
+    deterministic: bool
+    threads: int | None
+    normalise: str
 
     @classmethod
     def field_names(cls) -> set[str]:
@@ -111,101 +114,34 @@ class TrainingConfig:
 
     @classmethod
     def split_params(cls, params: Mapping[str, Any]) -> tuple[TrainingConfig, dict[str, Any]]:
-        """Separate training keys (checked and converted) from the model family's keys.
+        """Separate training keys (completed and validated by the schema) from the family's.
 
-        HPO engines may hand over numpy scalars or floats for integers; they are converted.
+        The keys not given get the schema's defaults (config ``training``); values are checked
+        against its ranges, since a trial's come from the search space. HPO engines may hand
+        over numpy scalars or floats for integers; they are converted.
 
         Raises:
             UserError: for a value of the wrong type or range.
 
         Example:
             >>> config, model_params = TrainingConfig.split_params({"lr": 1e-3, "arch": "cnn"})
-            >>> config.lr, model_params
-            (0.001, {'arch': 'cnn'})
+            >>> config.lr, config.maxlen, model_params
+            (0.001, 48000, {'arch': 'cnn'})
         """
-        training = {k: v for k, v in params.items() if k in cls.field_names()}
-        model_params = {k: _plain(v) for k, v in params.items() if k not in cls.field_names()}
-        converted: dict[str, Any] = {}
-        for item in dataclasses.fields(cls):
-            if item.name in training:
-                converted[item.name] = _convert(item.name, training[item.name], item.default)
-        config = cls(**converted)
-        config.check()
-        return config, model_params
-
-    def check(self) -> None:
-        """Raise :class:`UserError` for values out of range."""
-        problems = []
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            problems.append(f"lr must be a positive number, got {self.lr}")
-        if self.epochs < 1:
-            problems.append(f"epochs must be at least 1, got {self.epochs}")
-        if self.unfreeze < 0:
-            problems.append(f"unfreeze must be 0 or more, got {self.unfreeze}")
-        if self.maxlen is not None and self.maxlen < 400:
-            problems.append(f"maxlen must be at least 400 samples or null, got {self.maxlen}")
-        if self.threads is not None and self.threads < 1:
-            problems.append(f"threads must be at least 1 or null, got {self.threads}")
-        if self.batch_size < 1 or self.eval_batch_size < 1:
-            problems.append("batch_size and eval_batch_size must be at least 1")
-        if self.normalise not in NORMALISE_MODES:
-            problems.append(
-                f"normalise must be one of {list(NORMALISE_MODES)}, got {self.normalise!r}"
-            )
-        if self.device not in {"cpu", "cuda", "auto"} and not self.device.startswith("cuda:"):
-            problems.append(f"device must be cpu, cuda or auto, got {self.device!r}")
-        if problems:
-            raise UserError(
-                "bad training configuration: "
-                + "; ".join(problems)
-                + ". Fix training: or search_space: in config.yaml."
-            )
+        names = cls.field_names()
+        values = section_values(
+            "training",
+            {k: v for k, v in params.items() if k in names},
+            fix="Fix training: or search_space: in config.yaml.",
+        )
+        model_params = {k: coerce(v, {}) for k, v in params.items() if k not in names}
+        return cls(**values), model_params
 
     def torch_device(self) -> torch.device:
         """The device to train on."""
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _convert(name: str, value: Any, default: Any) -> Any:
-    value = _plain(value)
-    try:
-        if name in {"maxlen", "grad_clip", "collapse_after", "threads"} and value in (
-            None,
-            "none",
-            "null",
-        ):
-            return None
-        if name in {"padding", "class_weights", "deterministic"}:
-            if isinstance(value, str):
-                return value.lower() in {"1", "true", "on", "yes"}
-            return bool(value)
-        if name in {
-            "epochs",
-            "unfreeze",
-            "maxlen",
-            "batch_size",
-            "collapse_after",
-            "eval_batch_size",
-            "threads",
-        }:
-            number = float(value)
-            if number != round(number):
-                raise ValueError(f"{value!r} is not a whole number")
-            return int(round(number))
-        if name in {"lr", "weight_decay", "min_lr_ratio", "grad_clip"}:
-            return float(value)
-        return type(default)(value) if default is not None else value
-    except (TypeError, ValueError) as error:
-        raise UserError(
-            f"training key {name!r} got {value!r} ({error}); expected a value like "
-            f"{default!r}. Fix it in config.yaml (training: or search_space:)."
-        ) from None
 
 
 @dataclass
@@ -221,7 +157,7 @@ class TrainingData:
 
     split: SplitData
     cache: FeatureCache
-    backbone: str = DEFAULT_BACKBONE
+    backbone: str
     backbone_dir: Path | None = None
 
 
@@ -598,13 +534,12 @@ def family_settings(
         >>> family_settings({"backbone": {"name": "egemaps"}})
         ('egemaps', PosixPath('results/features'), None)
     """
-    backbone_config = config.get("backbone") or {}
-    backbone = str(backbone_config.get("name", DEFAULT_BACKBONE))
-    if cache_dir is None:
-        cache_dir = Path((config.get("features") or {}).get("cache_dir", DEFAULT_CACHE_DIR))
-    if backbone_dir is None and backbone_config.get("dir"):
-        backbone_dir = Path(backbone_config["dir"])
-    return backbone, Path(cache_dir), backbone_dir
+    typed = settings(config)
+    return (
+        typed.backbone,
+        Path(cache_dir) if cache_dir is not None else typed.paths.cache_dir,
+        backbone_dir if backbone_dir is not None else typed.paths.backbone_dir,
+    )
 
 
 def build_objective(
@@ -624,8 +559,7 @@ def build_objective(
     Args:
         config: the pipeline configuration (a parsed config.yaml).
         split_csv: the split CSV.
-        cache_dir: the feature cache root; default config ``features.cache_dir``, else
-            ``results/features``.
+        cache_dir: the feature cache root; default config ``features.cache_dir``.
         backbone_dir: the pretrained model's folder, for families that have one; default
             config ``backbone.dir``.
         root: the project root the CSV's paths are relative to (default: cwd).
@@ -642,10 +576,11 @@ def build_objective(
     backbone, cache_dir, backbone_dir = family_settings(
         config, cache_dir=cache_dir, backbone_dir=backbone_dir
     )
-    model_defaults = dict(config.get("model") or {})
-    training_defaults = dict(config.get("training") or {})
-    seed = int(config.get("seed", 0))
-    labels = config.get("target_labels")
+    completed = settings(config).config
+    model_defaults = completed["model"]
+    training_defaults = completed["training"]
+    seed = completed["seed"]
+    labels = config.get("target_labels")  # None: the split's own labels
     split = load_split(split_csv, parts=("train", "valid"), labels=labels, root=root)
     data = TrainingData(
         split=split,
@@ -741,7 +676,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", help="model family; overrides config backbone.name")
     parser.add_argument("--backbone-dir", type=Path, help="the pretrained model's folder")
     parser.add_argument(
-        "--cache-dir", type=Path, default=Path(DEFAULT_CACHE_DIR), help="feature cache root"
+        "--cache-dir", type=Path, help="feature cache root; overrides config features.cache_dir"
     )
     parser.add_argument("--seed", type=int, help="overrides config seed")
     parser.add_argument("--fold", type=int, help="validate on this fold of the split's folds")
@@ -752,22 +687,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``serhpo train``: train one configuration, print its validation scores as JSON."""
     config = read_stage_config(args.config, args.config_json)
-    backbone_config = config.get("backbone") or {}
-    backbone = args.backbone or backbone_config.get("name", DEFAULT_BACKBONE)
-    backbone_dir = args.backbone_dir or (
-        Path(backbone_config["dir"]) if backbone_config.get("dir") else None
+    backbone, cache_dir, backbone_dir = family_settings(
+        config, cache_dir=args.cache_dir, backbone_dir=args.backbone_dir
     )
-    seed = args.seed if args.seed is not None else int(config.get("seed", 0))
+    backbone = args.backbone or backbone
+    seed = args.seed if args.seed is not None else config["seed"]
     split = load_split(
-        args.split_csv, parts=("train", "valid"), labels=config.get("target_labels"), fold=args.fold
+        args.split_csv, parts=("train", "valid"), labels=config["target_labels"], fold=args.fold
     )
     data = TrainingData(
         split=split,
-        cache=FeatureCache(args.cache_dir, backbone=backbone, progress=True),
+        cache=FeatureCache(cache_dir, backbone=backbone, progress=True),
         backbone=backbone,
         backbone_dir=backbone_dir,
     )
-    params = {**(config.get("model") or {}), **(config.get("training") or {}), **dict(args.param)}
+    params = {**config["model"], **config["training"], **dict(args.param)}
     outcome = fit(params, data, seed=seed)
     result = dataclasses.asdict(outcome.result)
     result["value"] = None if math.isnan(result["value"]) else result["value"]  # valid JSON
