@@ -317,6 +317,7 @@ def test_settings_fill_a_partial_config_and_convert_what_engines_hand_over() -> 
     [
         ({"training": {"maxlen": 100}}, ["training.maxlen", "100", "minimum of 400"]),
         ({"training": {"lr": 0}}, ["training.lr", "minimum of 0"]),
+        ({"training": {"lr": float("inf")}}, ["training.lr", "found inf", "finite"]),
         ({"training": {"device": "gpu"}}, ["training.device", "'gpu'"]),
         ({"training": {"normalise": "global"}}, ["training.normalise", "'global'"]),
         ({"federated": {"training": {"client_fraction": 2}}}, ["client_fraction", "maximum"]),

@@ -185,11 +185,18 @@ def test_cache_features_stage_precomputes_every_maxlen(tmp_path, utterances, mon
     split_csv = tmp_path / "split.csv"
     split.to_csv(split_csv, index=False)
     summary_path = tmp_path / "summary.json"
+    # What the rule passes (serhpo.config.cache_config): the maxlens the trials will read.
+    settings = {
+        "target_labels": ["anger", "sadness"],
+        "backbone": {"name": "logmel"},
+        "model": {"n_mels": 32},
+        "training": {"padding": False},
+        "search_space": {"maxlen": {"type": "choice", "choices": [8000, 16000]}},
+    }
     status = cli.main(
         [
             "cache-features", str(split_csv), "--cache-dir", str(tmp_path / "features"),
-            "--backbone", "logmel", "--model-params", '{"n_mels": 32}',
-            "--maxlen", "8000", "16000", "--padding", "off", "--summary", str(summary_path),
+            "--config-json", json.dumps(settings), "--summary", str(summary_path),
         ]
     )  # fmt: skip
     assert status == 0
@@ -345,7 +352,9 @@ def test_the_cache_features_stage_names_audio_with_non_finite_features(
         return waveform.fill_(float("inf")) if Path(path).name == "u2.wav" else waveform
 
     monkeypatch.setattr(features, "read_waveform", read_waveform)
-    arguments = ["cache-features", str(tmp_path / "split.csv"), "--backbone", "logmel"]
+    arguments = ["cache-features", str(tmp_path / "split.csv")]
+    settings = {"backbone": {"name": "logmel"}, "search_space": {"maxlen": 16000}}
+    arguments += ["--config-json", json.dumps(settings)]
     assert cli.main([*arguments, "--cache-dir", str(tmp_path / "features")]) == 2
     message = capsys.readouterr().err
     assert "logmel feature of utterance 'u2'" in message and "u2.wav" in message

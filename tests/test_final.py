@@ -151,7 +151,9 @@ def test_the_model_folder_is_self_describing_and_loads_weights_only(retrained):
 
 def test_a_saved_model_predicts_exactly_as_before_saving(corpus, tmp_path):
     split = load_split(corpus["split"], labels=LABELS)
-    data = TrainingData(split=split, cache=FeatureCache(corpus["cache"], backbone="logmel"))
+    data = TrainingData(
+        split=split, cache=FeatureCache(corpus["cache"], backbone="logmel"), backbone="logmel"
+    )
     params = {**MODEL, **TRAINING, "arch": "cnn_gru", "lr": 3e-3, "epochs": 2}
     outcome = fit(params, data, seed=1, train_part=("train", "valid"), valid_part=None)
     before = FinalModel(

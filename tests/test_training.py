@@ -9,6 +9,7 @@ valid BCA 0.67 after 10 epochs, the eGeMAPS baseline 0.73; the tests assert 0.45
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from serhpo import cli, training
+from serhpo.config import load_schema
 from serhpo.corpora.synthetic import synthesize_corpus
 from serhpo.data import Preprocessing, load_split
 from serhpo.errors import UserError
@@ -260,13 +262,15 @@ def test_the_objective_loads_once_and_never_reads_the_test_part(split_csv, cache
 
 
 def test_bad_training_values_are_user_errors():
-    with pytest.raises(UserError, match="lr must be a positive number"):
+    # A trial's values (from the search space) are checked against the schema's ranges.
+    with pytest.raises(UserError, match=r"training.lr: -1.0 is less than or equal to the min"):
         TrainingConfig.split_params({"lr": -1})
-    with pytest.raises(UserError, match="'epochs' got 2.5"):
+    with pytest.raises(UserError, match=r"training.epochs: 2.5 is not of type 'integer'"):
         TrainingConfig.split_params({"epochs": 2.5})
-    with pytest.raises(UserError, match="normalise must be one of"):
+    with pytest.raises(UserError, match=r"training.normalise: 'utterance' is not one of"):
         TrainingConfig.split_params({"normalise": "utterance"})
-    assert TrainingConfig().normalise == "none"
+    with pytest.raises(UserError, match=r"Fix training: or search_space: in config.yaml"):
+        TrainingConfig.split_params({"maxlen": 100})
     config, model = TrainingConfig.split_params(
         {"epochs": np.int64(3), "maxlen": 48000.0, "padding": "off", "arch": "cnn"}
     )
@@ -378,3 +382,12 @@ def test_two_stage_models_unfreeze_after_unfreeze_epochs(split_csv, cache_dir, m
         p.name.split("-")[0] for p in (cache_dir / "synthetic" / "two_stage").iterdir()
     )
     assert folders == ["echo", "echo"]  # one cache folder per stage's feature
+
+
+def test_training_keys_have_no_defaults_but_the_schemas():
+    schema = load_schema()["properties"]["training"]["properties"]
+    assert TrainingConfig.field_names() == set(schema)
+    assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(TrainingConfig))
+    config, model = TrainingConfig.split_params({})
+    assert dataclasses.asdict(config) == {key: entry["default"] for key, entry in schema.items()}
+    assert model == {}

@@ -19,6 +19,7 @@ import argparse
 import copy
 import functools
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +88,8 @@ def coerce(value: Any, node: Mapping[str, Any]) -> Any:
     """Give values the plain types the schema names, where the meaning cannot change.
 
     HPO engines hand over numpy scalars, floats for integers (``5.0``) and integers for
-    numbers; ``serhpo train --param maxlen=none`` gives the string ``none``. This is the one
+    numbers; ``serhpo train --param maxlen=none`` gives the string ``none`` and
+    ``--param lr=3e-3`` the string ``3e-3`` (YAML 1.1 wants a dot). This is the one
     conversion: by the schema's ``type`` of each key, nested mappings included. Keys whose type
     admits a string (a search space entry) are left as they are; validation judges the rest.
 
@@ -116,6 +118,11 @@ def coerce(value: Any, node: Mapping[str, Any]) -> Any:
             return bool(value)
     if isinstance(value, bool):
         return value
+    if isinstance(value, str) and types & {"number", "integer"}:
+        try:  # text such as --param lr=3e-3, which YAML 1.1 reads as a string
+            value = float(value)
+        except ValueError:
+            return value
     if "integer" in types and isinstance(value, float) and value.is_integer():
         return int(value)
     if "number" in types and "integer" not in types and isinstance(value, int):
@@ -246,9 +253,13 @@ def validate_config(
     """
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    if not errors:
+    lines = [
+        f"config key {'.'.join([*([key] if key else []), *path])}: found {value}; expected a "
+        "finite number (JSON has no NaN or infinity)."
+        for path, value in _non_finite(config)
+    ]
+    if not errors and not lines:
         return
-    lines = []
     for error in errors[:5]:
         where = ".".join([*([key] if key else []), *(str(part) for part in error.absolute_path)])
         where = where or "(top level)"
@@ -260,6 +271,16 @@ def validate_config(
             f"config key {where}: {error.message}." + (f" Allowed: {allowed}" if allowed else "")
         )
     raise UserError("\n".join(lines) + "\n" + fix)
+
+
+def _non_finite(value: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], float]]:
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(path, value)]
+    if isinstance(value, Mapping):
+        return [hit for k, v in value.items() for hit in _non_finite(v, (*path, str(k)))]
+    if isinstance(value, list):
+        return [hit for i, v in enumerate(value) for hit in _non_finite(v, (*path, str(i)))]
+    return []
 
 
 def load_config(paths: Sequence[Path], *, schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
@@ -487,8 +508,8 @@ def complete_config(
 ) -> dict[str, Any]:
     """A (partial) config with its nulls dropped, defaults filled, types made plain, validated.
 
-    A stage's JSON may hold only some keys; every other key gets the schema's default. A
-    corpus list is checked only when given (a study needs no ``corpora``).
+    A stage's JSON may hold only some keys; every other key gets the schema's default. The
+    corpus list is checked only when it names corpora (a study needs none).
 
     Raises:
         UserError: naming the key the schema rejects.
@@ -502,9 +523,9 @@ def complete_config(
     schema = _shipped_schema() if schema_path == SCHEMA_PATH else load_schema(schema_path)
     given = drop_nulls(config, schema)
     completed = coerce(with_defaults(given, schema), schema)
+    # No corpora: a stage that reads none (a study); ``load_config`` requires them.
     validate_config(
-        {key: value for key, value in completed.items() if key != "corpora" or key in given},
-        schema,
+        {key: value for key, value in completed.items() if key != "corpora" or value}, schema
     )
     return completed
 
@@ -607,7 +628,7 @@ def settings(config: Mapping[str, Any], *, engine: str | None = None) -> Setting
         model=dict(completed["model"]),
         training=TrainingConfig(**completed["training"]),
         search_space=SearchSpace.from_config(completed["search_space"], key="search_space"),
-        hpo=None if engine is None else _hpo_settings(completed, engine=engine),
+        hpo=None if engine is None else hpo_settings(completed, engine=engine),
         federated=FederatedSettings(**completed["federated"]["training"]),
         federated_search_space=SearchSpace.from_config(
             completed["federated"]["search_space"], key="federated.search_space"
@@ -701,7 +722,16 @@ def cache_plan(typed: Settings) -> CachePlan:
     )
 
 
-def _hpo_settings(completed: Mapping[str, Any], *, engine: str) -> HpoSettings:
+def hpo_settings(config: Mapping[str, Any], *, engine: str) -> HpoSettings:
+    """``settings(config, engine=engine).hpo`` without the rest (nor torch, which it imports).
+
+    Raises:
+        UserError: naming the key, the value found and what is allowed.
+
+    Example:
+        >>> hpo_settings({"hpo": {"grid_budget": "full"}}, engine="grid").n_trials is None
+        True
+    """
     from serhpo.hpo.settings import (
         ENGINE_NAMES,
         HpoSettings,
@@ -709,6 +739,7 @@ def _hpo_settings(completed: Mapping[str, Any], *, engine: str) -> HpoSettings:
         PruningSettings,
     )
 
+    completed = complete_config(config)
     if engine not in ENGINE_NAMES:
         raise UserError(f"engine {engine!r} is unknown; expected one of {', '.join(ENGINE_NAMES)}.")
     hpo = completed["hpo"]

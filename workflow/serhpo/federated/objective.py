@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from serhpo.config import complete_config
 from serhpo.data import load_split
 from serhpo.errors import UserError
 from serhpo.features import FeatureCache
-from serhpo.training import DEFAULT_CACHE_DIR, TrainingData
+from serhpo.training import TrainingData
 from serhpo.trial import EpochReporter, TrialResult, TrialStatus
 
 log = logging.getLogger(__name__)
@@ -43,11 +44,11 @@ def simulation_resources(config: Mapping[str, Any], *, num_cpus: int | None = No
     """:class:`~serhpo.federated.simulation.SimulationResources` from ``federated.simulation``."""
     from serhpo.federated.simulation import SimulationResources
 
-    simulation = federated_section(config).get("simulation") or {}
+    simulation = complete_config(config)["federated"]["simulation"]
     return SimulationResources(
-        num_cpus=num_cpus if num_cpus is not None else simulation.get("num_cpus"),
-        client_cpus=float(simulation.get("client_cpus", 1.0)),
-        object_store_mb=int(simulation.get("object_store_mb", 200)),
+        num_cpus=num_cpus if num_cpus is not None else simulation["num_cpus"],
+        client_cpus=simulation["client_cpus"],
+        object_store_mb=simulation["object_store_mb"],
     )
 
 
@@ -59,9 +60,10 @@ def federated_data(
     parts: tuple[str, ...] = ("train", "valid"),
 ) -> TrainingData:
     """The split's ``parts`` and the feature cache of the federated family."""
-    family = str(federated_section(config).get("backbone", "logmel"))
+    completed = complete_config(config)
+    family = completed["federated"]["backbone"]
     if cache_dir is None:
-        cache_dir = Path((config.get("features") or {}).get("cache_dir", DEFAULT_CACHE_DIR))
+        cache_dir = Path(completed["features"]["cache_dir"])
     split = load_split(split_csv, parts=parts, labels=config.get("target_labels"))
     return TrainingData(
         split=split, cache=FeatureCache(cache_dir, backbone=family, progress=True), backbone=family

@@ -218,16 +218,14 @@ class HpoSettings:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, engine: str) -> HpoSettings:
-        """The study settings of a (partial) config: ``serhpo.config.settings(...).hpo``.
+        """The study settings of a (partial) config: :func:`serhpo.config.hpo_settings`.
 
         Raises:
             UserError: naming the key, what was found and what is allowed.
         """
-        from serhpo.config import settings
+        from serhpo.config import hpo_settings
 
-        hpo = settings(config, engine=engine).hpo
-        assert hpo is not None
-        return hpo
+        return hpo_settings(config, engine=engine)
 
     def checked(self) -> HpoSettings:
         """Check what the schema cannot: a budget is set, workers share only parallel engines.
