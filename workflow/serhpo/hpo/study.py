@@ -178,7 +178,8 @@ def run_study(
 
     Example:
         >>> from serhpo.hpo.synthetic_objective import SyntheticObjective
-        >>> outcome = run_study(space, SyntheticObjective(), HpoSettings(n_trials=5),
+        >>> settings = HpoSettings.from_config({"hpo": {"n_trials": 5}}, engine="optuna")
+        >>> outcome = run_study(space, SyntheticObjective(), settings,
         ...                     out_dir=tmp_path)  # doctest: +SKIP
         >>> len(outcome.trials)  # doctest: +SKIP
         5
