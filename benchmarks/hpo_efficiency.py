@@ -50,7 +50,14 @@ import pandas as pd
 import torch
 import yaml
 
-from serhpo.config import deep_merge, load_config, load_schema, validate_config
+from serhpo.config import (
+    cache_plan,
+    deep_merge,
+    load_config,
+    load_schema,
+    settings,
+    validate_config,
+)
 from serhpo.corpora import get_format
 from serhpo.corpora.synthetic import synthesize_corpus
 from serhpo.errors import UserError
@@ -184,16 +191,21 @@ def build_demo_data(workdir: Path, *, config: dict[str, Any]) -> Path:
 def warm_cache(config: dict[str, Any], split_csv: Path) -> tuple[float, int]:
     """Compute the log-Mel features of the train and valid parts once; (seconds, entries)."""
     started = time.perf_counter()
-    summary = cache_features(
-        split_csv,
-        cache_dir=Path(config["features"]["cache_dir"]),
-        backbone=config["backbone"]["name"],
-        model_params=config["model"],
-        maxlens=[config["training"]["maxlen"]],
-        padding=config["training"]["padding"],
-        labels=config["target_labels"],
-    )
-    return time.perf_counter() - started, int(summary["computed"])
+    typed = settings(config)  # what the pipeline's cache_features plans from
+    plan = cache_plan(typed)
+    computed = 0
+    for padding in plan.paddings:
+        summary = cache_features(
+            split_csv,
+            cache_dir=typed.paths.cache_dir,
+            backbone=typed.backbone,
+            model_params=typed.model,
+            maxlens=plan.maxlens,
+            padding=padding,
+            labels=typed.target_labels,
+        )
+        computed += int(summary["computed"])
+    return time.perf_counter() - started, computed
 
 
 def run_one(config: dict[str, Any], split_csv: Path, *, engine: str, out_dir: Path) -> Path:

@@ -211,6 +211,34 @@ def test_cache_features_stage_precomputes_every_maxlen(tmp_path, utterances, mon
     assert load_split(split_csv).labels == ("anger", "sadness")
 
 
+def test_cache_features_stage_computes_nothing_no_trial_reads(tmp_path, utterances):
+    """A numeric maxlen range: each trial asks for its own value, so nothing is precomputed
+    (the stage once computed whole-utterance entries that no trial read)."""
+    split = pd.DataFrame(
+        {
+            "utterance_id": [u.utterance_id for u in utterances],
+            "path": [str(u.path) for u in utterances],
+            "corpus": "demo",
+            "speaker": "s1",
+            "label": ["anger", "sadness", "anger"],
+            "part": ["train", "train", "valid"],
+        }
+    )
+    split.to_csv(tmp_path / "split.csv", index=False)
+    settings = {
+        "target_labels": ["anger", "sadness"],
+        "backbone": {"name": "logmel"},
+        "search_space": {"maxlen": {"type": "int", "low": 8000, "high": 16000}},
+    }
+    summary_path = tmp_path / "summary.json"
+    arguments = ["cache-features", str(tmp_path / "split.csv"), "--config-json"]
+    arguments += [json.dumps(settings), "--cache-dir", str(tmp_path / "features")]
+    assert cli.main([*arguments, "--summary", str(summary_path)]) == 0
+    summary = json.loads(summary_path.read_text())
+    assert summary["entries"] == [] and summary["computed"] == 0
+    assert not list((tmp_path / "features").rglob("*.pt"))
+
+
 def test_each_feature_object_gets_its_own_fingerprint(tmp_path, utterances):
     cache = FeatureCache(tmp_path / "cache", backbone="demo")
     for version in range(1, 8):  # each feature is freed in turn; its id may be reused
