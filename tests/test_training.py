@@ -29,6 +29,7 @@ from serhpo.errors import UserError
 from serhpo.features import FeatureCache
 from serhpo.metrics import balanced_accuracy
 from serhpo.models.base import FeatureItem, FrozenFeature, SERModel, fingerprint_of
+from serhpo.normalisation import NORMALISE_MODES
 from serhpo.training import (
     TrainingConfig,
     TrainingData,
@@ -387,6 +388,7 @@ def test_two_stage_models_unfreeze_after_unfreeze_epochs(split_csv, cache_dir, m
 def test_training_keys_have_no_defaults_but_the_schemas():
     schema = load_schema()["properties"]["training"]["properties"]
     assert TrainingConfig.field_names() == set(schema)
+    assert set(NORMALISE_MODES) == set(schema["normalise"]["enum"])
     assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(TrainingConfig))
     config, model = TrainingConfig.split_params({})
     assert dataclasses.asdict(config) == {key: entry["default"] for key, entry in schema.items()}
