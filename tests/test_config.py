@@ -368,3 +368,11 @@ def test_the_cache_json_changes_only_with_what_the_cache_reads() -> None:
     assert cache_config(complete_config({"hpo": {"n_trials": 2}})) == base
     assert cache_config(complete_config({"training": {"maxlen": 16000}})) != base
     assert cache_config(complete_config({"search_space": {"window": "utterance"}})) != base
+
+
+def test_the_cache_plans_whispers_windows_from_the_space_or_the_fixed_model() -> None:
+    searched = {"search_space": {"window": {"type": "choice", "choices": ["30s", "utterance"]}}}
+    assert cache_plan(settings(searched)).model_choices == {"window": ["30s", "utterance"]}
+    fixed = {"model": {"window": "utterance"}, "search_space": {"lr": 0.001}}
+    assert cache_plan(settings(fixed)).model_choices == {"window": ["utterance"]}
+    assert cache_plan(settings({})).model_choices == {}

@@ -685,7 +685,7 @@ class CachePlan:
             each trial then asks for its own value and computes it on demand.
         paddings: the ``padding`` values likewise.
         model_choices: family parameters of :data:`CACHED_PARAMS` that the search space
-            names, with their values (whisper's ``window``).
+            names, with their values, or that ``model`` fixes (whisper's ``window``).
     """
 
     maxlens: tuple[int | None, ...]
@@ -710,11 +710,14 @@ def cache_plan(typed: Settings) -> CachePlan:
         param = space[name]
         return tuple(param.choices or ()) if param.is_categorical else ()
 
-    choices = {
-        name: list(space[name].choices or ())
-        for name in CACHED_PARAMS
-        if name not in ("maxlen", "padding") and name in space.names and space[name].is_categorical
-    }
+    choices: dict[str, list[Any]] = {}
+    for name in CACHED_PARAMS:
+        if name in ("maxlen", "padding"):
+            continue
+        if name in space.names and space[name].is_categorical:
+            choices[name] = list(space[name].choices or ())
+        elif name in typed.model:  # fixed for every trial (named in the cache's summary)
+            choices[name] = [typed.model[name]]
     return CachePlan(
         maxlens=values("maxlen", typed.training.maxlen),
         paddings=values("padding", typed.training.padding),
