@@ -397,6 +397,10 @@ def test_an_override_file_removes_a_corpus_and_a_parameter_and_pins_one(
     assert "download_corpus" not in jobs and "fetch_backbone" not in jobs
     assert jobs["report"] == 1 and jobs["prepare_corpus"] == 2
     assert "corpus=cremad" not in result.stdout and "/cremad." not in result.stdout
-    assert "--maxlen 48000 " in result.stdout  # the pinned value is cached for the trials
+    # The pinned value is cached for the trials: cache_features reads it from its JSON.
+    cache_commands = [line for line in result.stdout.splitlines() if "cache-features" in line]
+    assert cache_commands and all(
+        '"search_space":{"maxlen":48000,"padding":true}' in line for line in cache_commands
+    )
     said = result.stdout + result.stderr
     assert "removed by null in an override file: corpora.cremad, search_space.unfreeze" in said
