@@ -630,7 +630,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="zero-pad utterances shorter than maxlen (the paper: on)",
     )
     parser.add_argument(
-        "--parts", nargs="+", default=["train", "valid"], choices=["train", "valid", "test"]
+        "--parts",
+        nargs="+",
+        default=["train", "valid"],
+        choices=["train", "valid", "test"],
+        help="parts of the split to cache",
     )
     parser.add_argument("--stages", nargs="+", help="stages to cover (default: all)")
     parser.add_argument("--labels", nargs="+", help="target labels in class order")

@@ -192,12 +192,20 @@ def fetch_backbone(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``serhpo fetch-backbone``."""
     parser.add_argument("out", type=Path, help="backbone folder to write")
-    parser.add_argument("--speechbrain-repo", default=SPEECHBRAIN_REPO)
+    parser.add_argument(
+        "--speechbrain-repo",
+        default=SPEECHBRAIN_REPO,
+        help="Hugging Face repository of the SpeechBrain emotion model",
+    )
     parser.add_argument(
         "--speechbrain-revision", default=SPEECHBRAIN_REVISION, help="commit to download"
     )
-    parser.add_argument("--wav2vec2-repo", default=WAV2VEC2_REPO)
-    parser.add_argument("--wav2vec2-revision", default=WAV2VEC2_REVISION, help="commit")
+    parser.add_argument(
+        "--wav2vec2-repo",
+        default=WAV2VEC2_REPO,
+        help="Hugging Face repository of the wav2vec2 encoder it is built on",
+    )
+    parser.add_argument("--wav2vec2-revision", default=WAV2VEC2_REVISION, help="commit to download")
     parser.add_argument(
         "--local-dir",
         type=Path,
