@@ -79,7 +79,8 @@ def _download(
             "HF_HUB_OFFLINE), or prepare a folder elsewhere with the same layout "
             f"({SPEECHBRAIN_REPO}'s files, plus {WAV2VEC2_REPO}'s in a {WAV2VEC2_SUBDIR}/ "
             "subfolder, e.g. with `hf download REPO --revision REV --local-dir DIR`), copy "
-            "it here and pass it with --local-dir (config: backbone.local_dir)."
+            "it here and pass it with --local-dir, or name it in the config as backbone.dir "
+            "(the workflow then reads it in place and runs no fetch_backbone job)."
         ) from error
 
 
