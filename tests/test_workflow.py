@@ -340,6 +340,7 @@ def cv_dag(tmp_path_factory: pytest.TempPathFactory, snakemake_tools) -> Path:
     return workdir
 
 
+@pytest.mark.slow  # the speaker-CV DAG (cv_dag), about 40 s
 def test_speaker_cv_pools_every_speaker_once_into_the_headline(cv_dag: Path) -> None:
     from serhpo.metrics import balanced_accuracy
 
@@ -373,6 +374,7 @@ def test_speaker_cv_pools_every_speaker_once_into_the_headline(cv_dag: Path) -> 
     assert (results / "plots/cv_per_speaker.png").stat().st_size > 5000
 
 
+@pytest.mark.slow  # the speaker-CV DAG (cv_dag), about 40 s
 def test_speaker_cv_reruns_exactly_what_a_key_reaches(cv_dag: Path, snakemake_tools) -> None:
     unrelated = {**CV_DAG, "federated": {"enabled": False, "n_trials": 3}}  # not run here
     result = snakemake_tools.run(cv_dag, "-n", configs=[unrelated])
