@@ -19,20 +19,22 @@ from serhpo.errors import UserError
 
 #: ``serhpo --help`` opens with this (plain text: argparse prints it as written).
 DESCRIPTION = """\
-serhpo: speech emotion recognition with pretrained speech models and hyper-parameter
-optimisation. Each stage of the Snakemake pipeline is also a command that runs on its own;
-\"serhpo STAGE --help\" lists a stage's options and their defaults."""
+serhpo: speech emotion recognition with pretrained speech models and
+hyper-parameter optimisation. Each stage of the Snakemake pipeline is also a
+command that runs on its own; \"serhpo STAGE --help\" lists its options and
+their defaults."""
 
-#: ... and ends with this.
+#: ... and ends with this (lines under 80 characters, for a terminal).
 EPILOG = """\
 examples:
   # label recordings with a model the pipeline trained
-  serhpo predict results/final/optuna/model talk.wav --format csv --output labels.csv
+  serhpo predict results/final/optuna/model talk.wav --output labels.csv
   # speaker-independent train / valid / test split of a prepared corpus
   serhpo split results/manifests/emodb.csv emodb-split.csv --strategy speaker
 
-The whole pipeline runs with Snakemake (the demo: snakemake --profile profiles/demo).
-Read README.md first: "First commands", then one section per stage."""
+The whole pipeline runs with Snakemake (the demo: snakemake --profile
+profiles/demo). Read README.md first: "First commands", then one section per
+stage."""
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
