@@ -613,7 +613,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--backbone-dir", type=Path, help="the pretrained model's folder")
     parser.add_argument(
-        "--parts", nargs="+", default=["train", "valid"], choices=["train", "valid", "test"]
+        "--parts",
+        nargs="+",
+        default=["train", "valid"],
+        choices=["train", "valid", "test"],
+        help="parts of the split to cache",
     )
     parser.add_argument("--stages", nargs="+", help="stages to cover (default: all)")
     parser.add_argument(

@@ -305,16 +305,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``serhpo split``."""
     parser.add_argument("manifest", type=Path, help="results/manifests/<corpus>.csv")
     parser.add_argument("output", type=Path, help="results/splits/<corpus>.csv")
-    parser.add_argument("--strategy", choices=STRATEGIES, default="stratified")
-    parser.add_argument("--test-fraction", type=float, default=0.2)
-    parser.add_argument("--valid-fraction", type=float, default=0.2)
+    parser.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="stratified",
+        help="stratified: by label; speaker: no speaker in two parts (speaker-independent)",
+    )
+    parser.add_argument(
+        "--test-fraction", type=float, default=0.2, help="share of the rows (or speakers) in test"
+    )
+    parser.add_argument(
+        "--valid-fraction",
+        type=float,
+        default=0.2,
+        help="share of the rest (rows or speakers) in valid",
+    )
     parser.add_argument(
         "--folds",
         type=parse_folds,
         default=0,
         help="outer folds: 0 for none, k >= 2, or loso (leave-one-speaker-out; strategy speaker)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the split")
     parser.add_argument(
         "--role",
         choices=ROLES,
