@@ -25,7 +25,6 @@ import soundfile
 import torch
 
 from serhpo.errors import UserError
-from serhpo.models.base import FeatureItem
 
 #: Sample rate of every prepared file.
 SAMPLE_RATE = 16000
@@ -34,6 +33,25 @@ SAMPLE_RATE = 16000
 REQUIRED_COLUMNS = ("utterance_id", "path", "corpus", "speaker", "label", "part")
 
 PARTS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class FeatureItem:
+    """The frozen computation's output for one utterance.
+
+    Attributes:
+        values: a tensor; ``(frames, dim)`` for frame sequences (log-Mel, conv features),
+            ``(dim,)`` for utterance-level vectors (functionals, pooled encoder outputs),
+            any other shape a family's trainable part understands. Stored as float32
+            (or float16 where a family chooses to save space); the trainer converts to
+            float32.
+        valid_frames: how many leading frames along the first axis come from real
+            audio; the rest come from zero-padding (``maxlen`` with padding on) and are
+            masked by the trainable part. For vectors, ``1``.
+    """
+
+    values: torch.Tensor
+    valid_frames: int
 
 
 @dataclass(frozen=True)

@@ -53,15 +53,14 @@ from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import torch
 from tqdm import tqdm
 
-from serhpo.data import Preprocessing, Utterance, load_split, read_waveform
+from serhpo.data import FeatureItem, Preprocessing, Utterance, load_split, read_waveform
 from serhpo.errors import UserError
 from serhpo.files import honour_umask
-from serhpo.models.base import FeatureItem, FrozenFeature, fingerprint_of
+from serhpo.models.base import FrozenFeature
 
 log = logging.getLogger(__name__)
 
@@ -79,23 +78,6 @@ class NonFiniteFeatureError(ValueError):
     The trainer records the trial as failed with this message (it names the utterance,
     its file and the feature), not as a diverged training run.
     """
-
-
-class WaveformFeature(FrozenFeature):
-    """The identity: the preprocessed waveform itself, ``(num_samples,)`` float32.
-
-    For stages whose trainable part starts at the waveform (e.g. wav2vec2 with its conv
-    feature extractor fine-tuned too). Caching it saves decoding and preprocessing only.
-    """
-
-    name: ClassVar[str] = "waveform"
-    sequence: ClassVar[bool] = True
-
-    def fingerprint(self) -> str:
-        return fingerprint_of(kind="waveform", version=1)
-
-    def compute(self, waveform: torch.Tensor, *, valid_samples: int) -> FeatureItem:
-        return FeatureItem(values=waveform.detach().clone(), valid_frames=valid_samples)
 
 
 @dataclass

@@ -23,9 +23,8 @@ from pathlib import Path
 
 import torch
 
-from serhpo.data import Utterance
+from serhpo.data import FeatureItem, Utterance
 from serhpo.errors import UserError
-from serhpo.models.base import FeatureItem
 
 #: Shards loaded in this process, by file path and modification time.
 _LOADED: dict[tuple[str, int], list[ClientShard]] = {}

@@ -287,6 +287,48 @@ def write_best(path: Path, *, engine: str, trials: Sequence[FinishedTrial]) -> d
     return content
 
 
+#: Keys a best.yaml holds for its readers (written by :func:`write_best`).
+BEST_KEYS: tuple[str, ...] = ("engine", "trial", "params", "value", "metric")
+
+
+def read_best(path: Path, *, missing_ok: bool = False, rule: str = "hpo") -> dict[str, Any] | None:
+    """Read and check a study's best.yaml (the one reader of the file :func:`write_best` writes).
+
+    Args:
+        path: the file (``results/hpo/{engine}/best.yaml``, ``.../fold-{f}/best.yaml``).
+        missing_ok: return None when the file does not exist (the report shows what exists).
+        rule: the rule that writes it, named in the errors (``hpo``, ``hpo_cv``, ``fl_hpo``).
+
+    Raises:
+        UserError: when the file is missing (unless ``missing_ok``), not YAML, or lacks a key
+            of :data:`BEST_KEYS` (or its ``params`` is not a mapping).
+
+    Example:
+        >>> read_best(Path("no/such/best.yaml"), missing_ok=True) is None
+        True
+    """
+    path = Path(path)
+    if not path.is_file():
+        if missing_ok:
+            return None
+        raise UserError(
+            f"best configuration {path} does not exist; expected the best.yaml of a finished "
+            f"study. Run the {rule} rule first (it writes results/hpo/<engine>/.../best.yaml)."
+        )
+    try:
+        best = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise UserError(f"{path} is not valid YAML ({error}); rerun the {rule} rule.") from None
+    missing = [key for key in BEST_KEYS if not isinstance(best, dict) or key not in best]
+    if missing or not isinstance(best["params"], dict):
+        raise UserError(
+            f"{path}: found {best!r}, which lacks {missing or ['params as a mapping']}; "
+            f"expected a mapping with keys {', '.join(BEST_KEYS)} as written by `serhpo hpo`. "
+            f"Rerun the {rule} rule."
+        )
+    return dict(best)
+
+
 def _plain(value: Any) -> Any:
     """A YAML-safe Python scalar (no numpy types)."""
     return value.item() if hasattr(value, "item") else value
