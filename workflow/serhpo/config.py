@@ -157,7 +157,7 @@ def load_config(paths: Sequence[Path], *, schema_path: Path = SCHEMA_PATH) -> di
 
     Example:
         >>> config = load_config([Path("config.yaml")])  # doctest: +SKIP
-        >>> config["split"]["strategy"]
+        >>> config["split"]["strategy"]  # doctest: +SKIP
         'stratified'
     """
     merged: dict[str, Any] = {}

@@ -33,8 +33,8 @@ and no reader ever sees half a file; two writers of one entry both leave a valid
 Entries are saved with ``torch.save`` and read with ``torch.load(weights_only=True)``.
 
 Example:
-    >>> cache = FeatureCache(Path("results/features"), backbone="logmel")
-    >>> items = cache.get_many(model.frozen_feature("train"), data.parts["train"],
+    >>> cache = FeatureCache(Path("results/features"), backbone="logmel")  # doctest: +SKIP
+    >>> items = cache.get_many(model.frozen_feature("train"), data.parts["train"],  # doctest: +SKIP
     ...                        Preprocessing(maxlen=48000, padding=True))
 """
 
@@ -106,9 +106,10 @@ class FeatureCache:
         progress: show a tqdm bar while computing missing entries.
 
     Example:
-        >>> cache = FeatureCache(Path("results/features"), backbone="logmel")
-        >>> item = cache.get(feature, utterance, Preprocessing(maxlen=32000, padding=False))
-        >>> cache.stats.computed
+        >>> cache = FeatureCache(Path("results/features"), backbone="logmel")  # doctest: +SKIP
+        >>> item = cache.get(feature, utterance,
+        ...                  Preprocessing(maxlen=32000, padding=False))  # doctest: +SKIP
+        >>> cache.stats.computed  # doctest: +SKIP
         1
     """
 
@@ -177,8 +178,9 @@ class FeatureCache:
         """The features of ``utterances`` in order, computing only the missing entries.
 
         Example:
-            >>> items = cache.get_many(feature, data.parts["valid"], Preprocessing(maxlen=None))
-            >>> len(items) == len(data.parts["valid"])
+            >>> items = cache.get_many(feature, data.parts["valid"],
+            ...                        Preprocessing(maxlen=None))  # doctest: +SKIP
+            >>> len(items) == len(data.parts["valid"])  # doctest: +SKIP
             True
         """
         entries = [self._entry(feature, u, preprocessing) for u in utterances]
@@ -517,7 +519,7 @@ def cache_features(
 
     Example:
         >>> cache_features(Path("results/splits/emodb.csv"), cache_dir=Path("results/features"),
-        ...                backbone="logmel", maxlens=[32000, 48000])["computed"]
+        ...                backbone="logmel", maxlens=[32000, 48000])["computed"]  # doctest: +SKIP
         856
     """
     import itertools

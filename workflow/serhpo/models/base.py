@@ -25,10 +25,11 @@ stage an epoch runs, calls :meth:`SERModel.set_stage`, fetches
 
 Example:
     >>> model = build_model("logmel", num_classes=7, params={"arch": "cnn"})  # doctest: +SKIP
-    >>> stage = model.stage_for_epoch(1, unfreeze=0)
-    >>> feature = model.frozen_feature(stage)          # what the cache computes once
-    >>> item = feature.compute(waveform, valid_samples=len(waveform))
-    >>> logits = model(item.values[None], torch.tensor([item.valid_frames]), stage=stage)
+    >>> stage = model.stage_for_epoch(1, unfreeze=0)  # doctest: +SKIP
+    >>> feature = model.frozen_feature(stage)  # the cache computes it once  # doctest: +SKIP
+    >>> item = feature.compute(waveform, valid_samples=len(waveform))  # doctest: +SKIP
+    >>> logits = model(item.values[None], torch.tensor([item.valid_frames]),
+    ...                stage=stage)  # doctest: +SKIP
 """
 
 from __future__ import annotations
