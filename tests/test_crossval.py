@@ -17,6 +17,7 @@ import yaml
 from serhpo.corpora.synthetic import synthesize_corpus
 from serhpo.crossval import (
     build_cv_objective,
+    cv_objective,
     inner_fold_splits,
     outer_fold_split,
     retrain_and_score_fold,
@@ -26,7 +27,6 @@ from serhpo.hpo.settings import HpoSettings, PruningSettings
 from serhpo.hpo.space import SearchSpace
 from serhpo.hpo.study import run_study
 from serhpo.hpo.trials_log import TrialsLog
-from serhpo.objective import trainer_objective
 from serhpo.splits import split_manifest
 from serhpo.trial import TrialStatus, never_prune
 
@@ -131,7 +131,7 @@ def test_cv_objective_stops_when_the_study_says_so(split_csv: Path, config: dict
 def test_a_fold_study_logs_per_fold_scores(split_csv: Path, config: dict, tmp_path: Path) -> None:
     space = SearchSpace.from_config({"lr": {"type": "choice", "choices": [1e-2, 3e-3]}})
     settings = HpoSettings(engine="random", n_trials=2, seed=0)
-    objective = trainer_objective(config, split_csv=split_csv, outer_fold=2)
+    objective = cv_objective(config, split_csv=split_csv, outer_fold=2)
     outcome = run_study(space, objective, settings, out_dir=tmp_path / "study", per_fold=True)
     header = (tmp_path / "study" / "trials.csv").read_text().splitlines()[0].split(",")
     assert header[header.index("value") + 1] == "fold_values"

@@ -35,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -56,7 +57,14 @@ from serhpo.metrics import balanced_accuracy
 from serhpo.objective import config_seed, family_settings, training_data, trial_params
 from serhpo.splits import inner_speaker_folds, parse_folds
 from serhpo.trainer import fit, predict_logits, torch_settings
-from serhpo.trial import EpochReporter, TrialResult, TrialStatus, failed_on_error, never_prune
+from serhpo.trial import (
+    EpochReporter,
+    LazyObjective,
+    TrialResult,
+    TrialStatus,
+    failed_on_error,
+    never_prune,
+)
 
 log = logging.getLogger(__name__)
 
@@ -280,6 +288,37 @@ def build_cv_objective(
 
     objective.folds = folds  # type: ignore[attr-defined]  # for callers and tests
     return objective
+
+
+def cv_objective(
+    config: Mapping[str, Any],
+    *,
+    split_csv: Path,
+    outer_fold: int,
+    inner_folds: int | str | None = None,
+    cache_dir: Path | None = None,
+    backbone_dir: Path | None = None,
+    root: Path | None = None,
+) -> LazyObjective:
+    """:func:`build_cv_objective` for ``serhpo hpo --outer-fold``, loaded on its first trial.
+
+    Picklable: each worker process of the fold's study loads its inner folds once.
+
+    Example:
+        >>> objective = cv_objective(config, split_csv=split, outer_fold=0)  # doctest: +SKIP
+    """
+    return LazyObjective(
+        functools.partial(
+            build_cv_objective,
+            dict(config),
+            split_csv=split_csv,
+            outer_fold=outer_fold,
+            inner_folds=inner_folds,
+            cache_dir=cache_dir,
+            backbone_dir=backbone_dir,
+            root=root,
+        )
+    )
 
 
 # ---------------------------------------------------------------- retrain and score a fold

@@ -56,7 +56,7 @@ from serhpo.model_io import (
 )
 from serhpo.models.base import SERModel
 from serhpo.objective import config_seed, training_data, trial_params
-from serhpo.trainer import fit, predict_logits, torch_settings
+from serhpo.trainer import FitOutcome, fit, predict_logits, torch_settings
 from serhpo.trial import TrialStatus
 
 log = logging.getLogger(__name__)
@@ -372,16 +372,38 @@ def retrain(
         **audio_provenance(config),
     }
     save_model(outcome, Path(model_dir), data=data, provenance=provenance)
+    return _training_summary(
+        best,
+        outcome,
+        params=params,
+        backbone=data.backbone,
+        seed=seed,
+        utterances=utterances,
+        model_dir=model_dir,
+    )
+
+
+def _training_summary(
+    best: Mapping[str, Any],
+    outcome: FitOutcome,
+    *,
+    params: Mapping[str, Any],
+    backbone: str,
+    seed: int,
+    utterances: Sequence[Utterance],
+    model_dir: Path,
+) -> dict[str, Any]:
+    """What training.json holds: the study's choice, the training run and its data."""
     extra = outcome.result.extra
     return {
         "engine": best["engine"],
         "trial": best["trial"],
         "hpo_value": float(best["value"]),
         "metric": best["metric"],
-        "backbone": data.backbone,
+        "backbone": backbone,
         "seed": seed,
         "params": dict(best["params"]),
-        "params_used": params,
+        "params_used": dict(params),
         "training": dataclasses.asdict(outcome.config),
         "model_params": outcome.model.params,
         "parts": list(FINAL_PARTS),

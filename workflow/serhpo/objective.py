@@ -186,23 +186,18 @@ def trainer_objective(
     config: Mapping[str, Any],
     *,
     split_csv: Path,
-    outer_fold: int | None = None,
-    inner_folds: int | str | None = None,
     cache_dir: Path | None = None,
     backbone_dir: Path | None = None,
     root: Path | None = None,
 ) -> LazyObjective:
     """The trainer's objective for ``serhpo hpo --objective trainer``, loaded on its first trial.
 
-    Picklable: each worker process of a study loads the data once, on its first trial.
+    Picklable: each worker process of a study loads the data once, on its first trial. (A
+    speaker-CV fold's study uses :func:`serhpo.crossval.cv_objective` instead.)
 
     Args:
         config: the pipeline configuration.
         split_csv: the tuning corpus' split CSV.
-        outer_fold: with a split CSV holding outer folds: the study of this outer fold,
-            whose objective is the mean BCA over inner speaker folds of its training
-            speakers (:func:`serhpo.crossval.build_cv_objective`).
-        inner_folds: with ``outer_fold``: k or ``loso`` (default config ``split.inner_folds``).
         cache_dir: the feature cache root (default config ``features.cache_dir``).
         backbone_dir: the pretrained model's folder (default config ``backbone.dir``).
         root: the project root the CSV's paths are relative to (default: cwd).
@@ -212,23 +207,16 @@ def trainer_objective(
         >>> objective({"lr": 1e-3, "epochs": 2}, never_prune).ok  # doctest: +SKIP
         True
     """
-    options = {"cache_dir": cache_dir, "backbone_dir": backbone_dir, "root": root}
-    if outer_fold is None:
-        load = functools.partial(
-            _single_split_objective, dict(config), split_csv=split_csv, **options
-        )
-    else:
-        from serhpo.crossval import build_cv_objective
-
-        load = functools.partial(
-            build_cv_objective,
+    return LazyObjective(
+        functools.partial(
+            _single_split_objective,
             dict(config),
             split_csv=split_csv,
-            outer_fold=outer_fold,
-            inner_folds=inner_folds,
-            **options,
+            cache_dir=cache_dir,
+            backbone_dir=backbone_dir,
+            root=root,
         )
-    return LazyObjective(load)
+    )
 
 
 class _SingleSplit:

@@ -4,7 +4,7 @@ The study itself (the ask/tell loop, budgets, resumption, workers) is :mod:`serh
 which knows no objective; this module is its caller and registers the objectives:
 
 - ``trainer``: fine-tune on the split (:func:`serhpo.objective.trainer_objective`; with
-  ``--outer-fold``, the mean BCA over inner speaker folds: :mod:`serhpo.crossval`);
+  ``--outer-fold``, the mean BCA over inner speaker folds: :func:`serhpo.crossval.cv_objective`);
 - ``federated``: FedAvg with the split's training speakers as clients
   (:func:`serhpo.federated.objective.federated_objective`);
 - ``synthetic``: a cheap stand-in with a known optimum
@@ -38,7 +38,7 @@ from serhpo.errors import UserError
 from serhpo.hpo.dashboard import Dashboard, default_journal
 from serhpo.hpo.settings import ENGINE_NAMES, HpoSettings
 from serhpo.hpo.space import SearchSpace
-from serhpo.hpo.study import run_study
+from serhpo.hpo.study import StudyOutcome, run_study
 from serhpo.hpo.workers import where
 from serhpo.trial import Objective
 
@@ -59,6 +59,7 @@ def trainer_builder() -> Callable[..., Objective]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``serhpo hpo``."""
+    # Long, but only a list: one option after another, as `serhpo hpo --help` shows them.
     parser.add_argument("--engine", required=True, choices=ENGINE_NAMES, help="HPO engine")
     add_config_arguments(parser)
     parser.add_argument(
@@ -164,44 +165,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         n_workers=args.n_workers,
     )
-    objective: Objective
-    if args.objective == "synthetic":
-        from serhpo.hpo.synthetic_objective import SyntheticObjective
-
-        objective = SyntheticObjective(seed=settings.seed, epoch_seconds=args.epoch_seconds)
-    elif args.objective == "federated":
-        from serhpo.federated.objective import federated_objective
-
-        if args.split is None or not args.split.is_file():
-            raise UserError(
-                f"--objective federated needs --split with the tuning corpus' split CSV; found "
-                f"{args.split}. Run `serhpo split` first."
-            )
-        objective = federated_objective(
-            config, split_csv=args.split, cache_dir=args.cache_dir, num_cpus=args.threads
-        )
-    else:
-        if args.split is None or not args.split.is_file():
-            raise UserError(
-                f"--objective trainer needs --split with the tuning corpus' split CSV; found "
-                f"{args.split}. Run `serhpo split` first, or pass --objective synthetic."
-            )
-        build = trainer_builder()  # fail now, not in the first trial
-        options = {"cache_dir": args.cache_dir, "backbone_dir": args.backbone_dir}
-        if args.outer_fold is not None:
-            from serhpo.splits import parse_folds
-
-            options["outer_fold"] = args.outer_fold
-            options["inner_folds"] = (
-                parse_folds(args.inner_folds, key="--inner-folds") if args.inner_folds else None
-            )
-            # Reports come once per inner fold (the running mean), not per epoch.
-            settings = settings.with_overrides(pruning=replace(settings.pruning, step="inner fold"))
-        objective = build(
-            config,
-            split_csv=args.split,
-            **{key: value for key, value in options.items() if value is not None},
-        )
+    objective, settings = _objective(config, args, settings)
     dashboard = None
     if args.dashboard != "none":
         journal, name = default_journal(args.out, engine=settings.engine)
@@ -222,6 +186,55 @@ def run(args: argparse.Namespace) -> int:
     if args.worker is None:
         print(yaml.safe_dump(outcome.best, sort_keys=False), end="")
         return 0
+    _report_worker(args, settings, outcome, started=started)
+    return 0
+
+
+def _objective(
+    config: Mapping[str, Any], args: argparse.Namespace, settings: HpoSettings
+) -> tuple[Objective, HpoSettings]:
+    """The objective ``--objective`` names (and the settings, which a CV study adapts)."""
+    if args.objective == "synthetic":
+        from serhpo.hpo.synthetic_objective import SyntheticObjective
+
+        return SyntheticObjective(seed=settings.seed, epoch_seconds=args.epoch_seconds), settings
+    if args.split is None or not args.split.is_file():
+        advice = "" if args.objective == "federated" else ", or pass --objective synthetic"
+        raise UserError(
+            f"--objective {args.objective} needs --split with the tuning corpus' split CSV; "
+            f"found {args.split}. Run `serhpo split` first{advice}."
+        )
+    if args.objective == "federated":
+        from serhpo.federated.objective import federated_objective
+
+        objective = federated_objective(
+            config, split_csv=args.split, cache_dir=args.cache_dir, num_cpus=args.threads
+        )
+        return objective, settings
+    build = trainer_builder()  # fail now, not in the first trial
+    options = {"cache_dir": args.cache_dir, "backbone_dir": args.backbone_dir}
+    options = {key: value for key, value in options.items() if value is not None}
+    if args.outer_fold is None:
+        return build(config, split_csv=args.split, **options), settings
+    from serhpo.crossval import cv_objective
+    from serhpo.splits import parse_folds
+
+    inner_folds = parse_folds(args.inner_folds, key="--inner-folds") if args.inner_folds else None
+    objective = cv_objective(
+        config,
+        split_csv=args.split,
+        outer_fold=args.outer_fold,
+        inner_folds=inner_folds,
+        **options,
+    )
+    # Reports come once per inner fold (the running mean), not per epoch.
+    return objective, settings.with_overrides(pruning=replace(settings.pruning, step="inner fold"))
+
+
+def _report_worker(
+    args: argparse.Namespace, settings: HpoSettings, outcome: StudyOutcome, *, started: float
+) -> None:
+    """Print (and with --worker-summary write) what this worker did."""
     summary = {
         "engine": settings.engine,
         "worker": args.worker,
@@ -240,4 +253,3 @@ def run(args: argparse.Namespace) -> int:
         temporary.write_text(text)
         os.replace(temporary, args.worker_summary)
     print(text, end="")
-    return 0

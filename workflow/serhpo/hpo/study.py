@@ -1,4 +1,4 @@
-"""One engine's hyper-parameter study: the ask/tell loop shared by every engine, and its CLI.
+"""One engine's hyper-parameter study: the ask/tell loop shared by every engine.
 
 The loop asks the engine for parameters, runs the objective ``(params, report) ->
 TrialResult`` with an :data:`~serhpo.trial.EpochReporter` that can stop the trial (pruning,
@@ -24,12 +24,17 @@ Output folder::
     engine_state/  study.yaml (what the study was started with), a lock, optuna.journal,
                    session.yaml (the study clock), workers/ (worker locks and running trials)
 
+The loop knows no objective: its caller passes one in (``serhpo hpo``, :mod:`serhpo.tune`,
+registers the trainer's, the federated and the synthetic one). The worker processes are
+started by :func:`serhpo.hpo.workers.run_worker_processes`.
+
 Example:
-    $ serhpo hpo --engine optuna --config config.yaml --out results/hpo/optuna \\
-        --objective trainer --split results/splits/emodb.csv
-    $ serhpo hpo --engine grid --config config.yaml --out /tmp/grid --objective synthetic
-    $ serhpo hpo --engine random --config config.yaml --out /tmp/r --objective synthetic \\
-        --worker 1 --worker-summary /tmp/r-worker-1.yaml   # one of several jobs
+    >>> from serhpo.hpo.synthetic_objective import SyntheticObjective
+    >>> outcome = run_study(SearchSpace.from_config(None), SyntheticObjective(),
+    ...                     HpoSettings(engine="random", n_trials=3),
+    ...                     out_dir=tmp_path / "study", dashboard=None)  # doctest: +SKIP
+    >>> len(outcome.trials)  # doctest: +SKIP
+    3
 """
 
 from __future__ import annotations
@@ -227,6 +232,19 @@ def run_study(
         before = len(finished)
         finished = TrialsLog(paths.trials, space, per_fold=per_fold).read()
         ran, stopped = [t.trial for t in finished[before:]], "every worker stopped"
+    return _finish(space, settings, paths, finished, ran=ran, stopped=stopped)
+
+
+def _finish(
+    space: SearchSpace,
+    settings: HpoSettings,
+    paths: StudyPaths,
+    finished: list[FinishedTrial],
+    *,
+    ran: list[int],
+    stopped: str,
+) -> StudyOutcome:
+    """Write best.yaml (and, multi-objective, the Pareto front) of a finished study."""
     best = write_best(paths.best, engine=settings.engine, trials=finished)
     front: list[FinishedTrial] = []
     if settings.multi_objective.enabled:
@@ -234,7 +252,7 @@ def run_study(
 
         cost = settings.multi_objective.cost
         front = write_pareto(
-            out_dir,
+            paths.out_dir,
             finished,
             space,
             title=f"{settings.engine}: validation BCA against {cost.replace('_', ' ')}",
@@ -355,17 +373,9 @@ def _work(
                 disable=settings.n_workers > 1,
             )
             while True:
-                with file_lock(paths.lock):
-                    finished = trials_log.read()
-                    running = live_claims(paths.state, finished, me=worker)
-                    spent = _budget_spent(settings, len(finished) + len(running), clock_origin)
-                    proposal = None
-                    if not spent:
-                        if shared:
-                            engine.sync(finished, running)
-                        proposal = engine.ask()
-                        if proposal is not None:
-                            write_claim(paths.state, Claim.of(worker, proposal))
+                finished, running, spent, proposal = _propose(
+                    engine, trials_log, settings, paths, worker=worker, clock_origin=clock_origin
+                )
                 if spent or proposal is None:
                     stopped = spent or (
                         "the grid is exhausted"
@@ -390,20 +400,7 @@ def _work(
                     clock_origin=clock_origin,
                     worker=worker,
                 )
-                with file_lock(paths.lock):
-                    trial = trials_log.append(trial)
-                    if paths.dashboard is not None:
-                        paths.dashboard.record(trial)
-                    engine.tell(
-                        proposal,
-                        value=None if trial.status == TrialStatus.FAILED else trial.value,
-                        status=trial.status,
-                        seconds=trial.cost(settings.multi_objective.cost),
-                    )
-                    drop_claim(paths.state, worker)
-                    everything = trials_log.read()
-                    if best_trial(everything) is not None:
-                        write_best(paths.best, engine=settings.engine, trials=everything)
+                trial = _record(trial, proposal, engine, trials_log, settings, paths, worker=worker)
                 ran.append(trial.trial)
                 progress.update(1)
                 log.info(
@@ -419,6 +416,60 @@ def _work(
     finally:
         engine.close()
     return ran, stopped
+
+
+def _propose(
+    engine: Engine,
+    trials_log: TrialsLog,
+    settings: HpoSettings,
+    paths: StudyPaths,
+    *,
+    worker: int,
+    clock_origin: float,
+) -> tuple[list[FinishedTrial], list[Claim], str | None, Proposal | None]:
+    """Under the study lock: the trials so far, the running ones, whether the budget is spent,
+    and (if not) the engine's next proposal, claimed for this worker."""
+    with file_lock(paths.lock):
+        finished = trials_log.read()
+        running = live_claims(paths.state, finished, me=worker)
+        spent = _budget_spent(settings, len(finished) + len(running), clock_origin)
+        proposal = None
+        if not spent:
+            if engine.parallel:
+                engine.sync(finished, running)
+            proposal = engine.ask()
+            if proposal is not None:
+                write_claim(paths.state, Claim.of(worker, proposal))
+    return finished, running, spent, proposal
+
+
+def _record(
+    trial: FinishedTrial,
+    proposal: Proposal,
+    engine: Engine,
+    trials_log: TrialsLog,
+    settings: HpoSettings,
+    paths: StudyPaths,
+    *,
+    worker: int,
+) -> FinishedTrial:
+    """Under the study lock: log the trial (numbered), tell the engine, drop the claim and
+    keep best.yaml up to date; return the trial with its number."""
+    with file_lock(paths.lock):
+        trial = trials_log.append(trial)
+        if paths.dashboard is not None:
+            paths.dashboard.record(trial)
+        engine.tell(
+            proposal,
+            value=None if trial.status == TrialStatus.FAILED else trial.value,
+            status=trial.status,
+            seconds=trial.cost(settings.multi_objective.cost),
+        )
+        drop_claim(paths.state, worker)
+        everything = trials_log.read()
+        if best_trial(everything) is not None:
+            write_best(paths.best, engine=settings.engine, trials=everything)
+    return trial
 
 
 def run_trial(
@@ -440,6 +491,8 @@ def run_trial(
     makes the trial failed, with the reason; a :class:`UserError` (bad input, which every
     trial would meet) and ``KeyboardInterrupt`` stop the study.
     """
+    # Over 60 lines: the reporter and the outcome below share the trial's stop state, and
+    # the stop rules read best in the order they apply.
     history: list[float] = []
     stop_reason: str | None = None
     stop_epoch = 0

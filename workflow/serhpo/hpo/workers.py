@@ -20,7 +20,7 @@ re-queued), so a killed worker loses no trial and none is logged twice.
 
 The study clock (``cumulative_seconds``, ``hpo.time_budget_min``) is shared: the first worker
 of a session (no other worker alive) sets its origin after the trials already logged, the
-others join it.
+others join it. :func:`run_worker_processes` starts a job's ``hpo.n_workers`` processes.
 
 Example:
     >>> with worker_slot(Path("study/engine_state"), 1):  # doctest: +SKIP
