@@ -67,7 +67,7 @@ from serhpo.hpo.workers import (
     worker_slot,
     write_claim,
 )
-from serhpo.trial import Objective, TrialResult, TrialStatus
+from serhpo.trial import Objective, TrialResult, TrialStatus, failed_on_error
 
 log = logging.getLogger(__name__)
 
@@ -524,17 +524,13 @@ def run_trial(
         return reason is not None
 
     start = time.perf_counter()
-    try:
-        result = objective(dict(proposal.params), report)
-    except UserError:
-        raise  # bad input or config: every trial would fail the same way
-    except Exception as error:  # a failed trial must not end the study
-        log.warning("trial %s raised %s: %s", proposal.params, type(error).__name__, error)
-        result = TrialResult(
-            value=math.nan,
-            status=TrialStatus.FAILED,
-            reason=f"{type(error).__name__}: {error}",
-        )
+    # A UserError (bad input or config: every trial would fail the same way) stops the study;
+    # any other error fails this trial only.
+    result = failed_on_error(
+        lambda: objective(dict(proposal.params), report),
+        what=f"trial {proposal.params}",
+        prefix="",
+    )
     seconds = time.perf_counter() - start
     if stop_reason is not None and len(history) > stop_epoch:
         log.warning(
