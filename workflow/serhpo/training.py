@@ -222,6 +222,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``serhpo train``: train one configuration, print its validation scores as JSON."""
+    # Imported here: these modules build on TrainingConfig above (a cycle at the top).
     from serhpo.model_io import audio_provenance, save_model
     from serhpo.objective import config_seed, training_data, trial_params
     from serhpo.trainer import fit
