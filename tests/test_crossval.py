@@ -171,7 +171,7 @@ def test_retraining_a_fold_scores_its_held_out_speakers_once(
 
 
 def test_a_fold_without_a_study_result_says_what_to_run(tmp_path: Path) -> None:
-    from serhpo.hpo.trials_log import read_best
+    from serhpo.hpo.study_files import read_best
 
     (tmp_path / "best.yaml").write_text("engine: optuna\n")
     with pytest.raises(UserError, match=r"lacks \['trial', 'params', 'value', 'metric'\].*hpo_cv"):

@@ -25,7 +25,7 @@ from serhpo.errors import UserError
 from serhpo.evaluation import evaluate
 from serhpo.features import FeatureCache
 from serhpo.final import FinalModel, load_final_model, retrain
-from serhpo.hpo.trials_log import read_best
+from serhpo.hpo.study_files import read_best
 from serhpo.metrics import balanced_accuracy
 from serhpo.model_io import save_model
 from serhpo.trainer import TrainingData, fit

@@ -52,7 +52,7 @@ from serhpo.config import add_config_arguments, read_stage_config
 from serhpo.data import Preprocessing, SplitData, check_labels, utterances_of
 from serhpo.errors import UserError
 from serhpo.features import FeatureCache
-from serhpo.hpo.trials_log import read_best
+from serhpo.hpo.study_files import read_best
 from serhpo.metrics import balanced_accuracy
 from serhpo.objective import config_seed, family_settings, training_data, trial_params
 from serhpo.splits import inner_speaker_folds, parse_folds

@@ -45,7 +45,7 @@ from serhpo.config import add_config_arguments, read_stage_config
 from serhpo.data import SAMPLE_RATE, FeatureItem, Preprocessing, Utterance, read_waveform
 from serhpo.errors import UserError
 from serhpo.features import FeatureCache
-from serhpo.hpo.trials_log import read_best
+from serhpo.hpo.study_files import read_best
 from serhpo.model_io import (
     METADATA_FILE,
     RETRAIN_HINT,

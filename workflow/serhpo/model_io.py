@@ -35,7 +35,6 @@ from typing import Any
 import torch
 
 import serhpo
-from serhpo.audio import AudioChecks
 from serhpo.backbones.speechbrain_io import check_finite, read_state_dict
 from serhpo.data import SAMPLE_RATE
 from serhpo.errors import UserError
@@ -131,22 +130,18 @@ def save_model(
 def audio_provenance(config: Mapping[str, Any]) -> dict[str, Any]:
     """What a model folder records of its training audio (config ``audio``).
 
-    ``audio_checks`` (the duration and silence checks new recordings get) and ``loudness``
-    (the level normalisation that ``serhpo predict`` applies to new files too).
+    ``audio_checks`` (the duration and silence checks that new recordings get; a key the
+    config lacks takes :class:`serhpo.audio.AudioChecks`' default when the folder is read)
+    and ``loudness`` (the level normalisation that ``serhpo predict`` applies to new files).
 
     Example:
         >>> audio_provenance({"audio": {"min_duration_s": 0.5, "silence_dbfs": -70}})
         {'audio_checks': {'min_duration_s': 0.5, 'silence_dbfs': -70.0}, 'loudness': {}}
     """
     audio = config.get("audio") or {}
-    return {
-        "audio_checks": {
-            "min_duration_s": float(audio.get("min_duration_s", AudioChecks.min_duration_s)),
-            "silence_dbfs": float(audio.get("silence_dbfs", AudioChecks.silence_dbfs)),
-        },
-        # The level normalisation of its training audio: predict applies it to new files.
-        "loudness": dict(audio.get("loudness") or {}),
-    }
+    checks = {key: float(audio[key]) for key in ("min_duration_s", "silence_dbfs") if key in audio}
+    # The level normalisation of its training audio: predict applies it to new files.
+    return {"audio_checks": checks, "loudness": dict(audio.get("loudness") or {})}
 
 
 def load_model(directory: Path) -> tuple[SERModel, dict[str, Any]]:

@@ -25,7 +25,7 @@ import pandas as pd
 from serhpo.errors import UserError
 from serhpo.hpo.settings import ENGINE_NAMES
 from serhpo.hpo.space import DEFAULT_SEARCH_SPACE
-from serhpo.hpo.trials_log import read_best, read_trials_table
+from serhpo.hpo.study_files import read_best, read_trials_table
 
 #: Prefix of the parameter columns of trials.csv.
 PARAM_PREFIX = "param_"
