@@ -3,7 +3,7 @@
 The reference (FedAvg for SER) grid-searched learning rate, local epochs, global rounds,
 batch size and client fraction, optimising accuracy and CPU time separately. Here the same
 five hyper-parameters are tuned by the pipeline's own study (:func:`serhpo.hpo.study.run_study`
-with :class:`serhpo.federated.objective.FederatedObjective`): the full grid, and with the
+with :func:`serhpo.federated.objective.federated_objective`): the full grid, and with the
 same space and a much smaller budget Optuna's multi-objective TPE, Optuna's NSGA-II and
 random search, each searching validation BCA against the clients' training CPU seconds.
 
@@ -43,7 +43,7 @@ import torch
 from serhpo.corpora import get_format
 from serhpo.corpora.synthetic import synthesize_corpus
 from serhpo.federated.evaluate import COST, select_configurations
-from serhpo.federated.objective import FederatedObjective
+from serhpo.federated.objective import federated_objective
 from serhpo.hpo.settings import HpoSettings
 from serhpo.hpo.space import SearchSpace
 from serhpo.hpo.study import run_study
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
             },
         }
         settings = HpoSettings.from_config({**config, "hpo": hpo}, engine=engine)
-        objective = FederatedObjective(config=config, split_csv=split_csv)
+        objective = federated_objective(config, split_csv=split_csv)
         started = time.perf_counter()
         outcome = run_study(space, objective, settings, out_dir=out)
         minutes = (time.perf_counter() - started) / 60

@@ -1,7 +1,7 @@
 """How fast each HPO engine finds a good configuration: the paper's Tables 3 and 5 on the demo data.
 
 Every engine (Ax, Hyperopt, Optuna, grid, random) runs the pipeline's own study
-(:func:`serhpo.hpo.study.run_study` with :func:`serhpo.training.build_objective`) on the
+(:func:`serhpo.hpo.study.run_study` with :func:`serhpo.objective.build_objective`) on the
 same synthetic EmoDB with a speaker-independent split, the same search space, the same trial
 budget and the same seeds; the tables are computed from the studies' trials.csv by the
 report's own functions (:func:`serhpo.report.tables.time_to_threshold_table` and
@@ -65,11 +65,11 @@ from serhpo.features import cache_features
 from serhpo.hpo.settings import ENGINE_NAMES, HpoSettings
 from serhpo.hpo.space import SearchSpace
 from serhpo.hpo.study import run_study
+from serhpo.objective import build_objective
 from serhpo.prepare import prepare_corpus
 from serhpo.report.inputs import ReportSettings, Study, read_study
 from serhpo.report.tables import efficiency_table, model_order, time_to_threshold_table
 from serhpo.splits import split_manifest
-from serhpo.training import build_objective
 
 log = logging.getLogger("hpo_efficiency")
 

@@ -3,7 +3,7 @@
 Builds a wav2vec2 of wav2vec2-base's size (``Wav2Vec2Config()``, random weights: the cost is
 the architecture's, not the knowledge's) in the SpeechBrain layout the pipeline loads, writes a
 small synthetic EmoDB (1.5-4 s utterances, like EmoDB's), and runs one trial exactly as an
-``hpo`` job does (:func:`serhpo.training.fit` on the feature cache) twice: ``cold`` (the trial
+``hpo`` job does (:func:`serhpo.trainer.fit` on the feature cache) twice: ``cold`` (the trial
 fills the cache, as the first trial of a study with that ``maxlen`` does) and ``warm`` (every
 later one). It prints seconds per fine-tuning epoch and per training utterance, the process'
 peak memory and, on a GPU, the peak GPU memory; scale them to your corpus (README, "Running the
@@ -36,7 +36,7 @@ from serhpo.backbones.tiny import build_random_backbone
 from serhpo.data import load_split
 from serhpo.features import FeatureCache
 from serhpo.models.wav2vec2 import pretrained_encoder
-from serhpo.training import TrainingData, fit
+from serhpo.trainer import TrainingData, fit
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ import json
 import multiprocessing
 import os
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -15,9 +15,9 @@ import soundfile
 import torch
 
 from serhpo import cli
-from serhpo.data import Preprocessing, Utterance, load_split
-from serhpo.features import FeatureCache, WaveformFeature, cache_features, write_entry
-from serhpo.models.base import FeatureItem, FrozenFeature, fingerprint_of
+from serhpo.data import FeatureItem, Preprocessing, Utterance, load_split
+from serhpo.features import FeatureCache, cache_features, write_entry
+from serhpo.models.base import FrozenFeature, WaveformFeature, fingerprint_of
 
 RATE = 16000
 
@@ -129,16 +129,20 @@ def test_a_corrupt_entry_is_recomputed(tmp_path, utterances):
     assert feature.calls == 2 and item.values.shape == (50, 1)
 
 
-def _hammer(path: str, seed: int) -> None:
+def _hammer(path: str, seed: int, reads: Any) -> None:
+    """Write the entry over and over until the reader has read it a few times (at most 2000)."""
     generator = torch.Generator().manual_seed(seed)
-    for _ in range(30):
+    for written in range(2000):
         write_entry(Path(path), FeatureItem(torch.randn(2000, 8, generator=generator), 2000))
+        if written >= 30 and reads.is_set():
+            return
 
 
 def test_concurrent_writers_of_one_entry_leave_a_valid_file(tmp_path):
     path = tmp_path / "cache" / "entry.pt"
     context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=_hammer, args=(str(path), seed)) for seed in (1, 2, 3)]
+    reads = context.Event()  # the writers keep writing until the reader has read 20 times
+    workers = [context.Process(target=_hammer, args=(str(path), seed, reads)) for seed in (1, 2, 3)]
     for worker in workers:
         worker.start()
     stored = 0
@@ -147,9 +151,12 @@ def test_concurrent_writers_of_one_entry_leave_a_valid_file(tmp_path):
             loaded = torch.load(path, weights_only=True)
             assert loaded["values"].shape == (2000, 8)
             stored += 1
+            if stored >= 20:
+                reads.set()
     for worker in workers:
         worker.join()
         assert worker.exitcode == 0
+    assert stored >= 20  # the reads above ran while the writers were writing
     assert torch.load(path, weights_only=True)["valid_frames"] == 2000
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
 

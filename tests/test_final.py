@@ -24,15 +24,11 @@ from serhpo.data import Preprocessing, load_split, read_waveform
 from serhpo.errors import UserError
 from serhpo.evaluation import evaluate
 from serhpo.features import FeatureCache
-from serhpo.final import (
-    FinalModel,
-    load_final_model,
-    read_best,
-    retrain,
-    save_final_model,
-)
+from serhpo.final import FinalModel, load_final_model, retrain
+from serhpo.hpo.study_files import read_best
 from serhpo.metrics import balanced_accuracy
-from serhpo.training import TrainingData, fit
+from serhpo.model_io import save_model
+from serhpo.trainer import TrainingData, fit
 
 LABELS = ["anger", "happiness", "neutral", "sadness"]
 CHANCE = 1 / len(LABELS)
@@ -162,7 +158,7 @@ def test_a_saved_model_predicts_exactly_as_before_saving(corpus, tmp_path):
         preprocessing=Preprocessing(maxlen=16000),
         threads=1,
     )
-    save_final_model(outcome, tmp_path / "model", data=data)
+    save_model(outcome, tmp_path / "model", data=data)
     waveforms, _ = _test_part(corpus["split"])
     after = load_final_model(tmp_path / "model")
     assert torch.equal(before.logits(waveforms), after.logits(waveforms))

@@ -13,7 +13,7 @@ from serhpo.data import load_split
 from serhpo.errors import UserError
 from serhpo.features import FeatureCache
 from serhpo.federated.simulation import fit_federated
-from serhpo.training import TrainingData, fit
+from serhpo.trainer import TrainingData, fit
 from serhpo.trial import TrialStatus
 
 LABELS = ["anger", "happiness", "neutral", "sadness"]

@@ -233,19 +233,56 @@ def test_a_killed_study_process_resumes_from_its_files(tmp_path: Path) -> None:
     assert len(set(numbers)) == 8  # Optuna's own numbers: no trial told twice
 
 
-def test_the_time_budget_stops_the_study_and_the_running_trial(tmp_path: Path) -> None:
+class FakeClock:
+    """The study's clock, advanced only by the objective's epochs: no wall-clock in the test."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class EpochsOnTheClock:
+    """A trial of ``epochs`` epochs of ``epoch_seconds`` each on the fake clock."""
+
+    def __init__(self, clock: FakeClock, *, epochs: int = 10, epoch_seconds: float = 0.02):
+        self.clock, self.epochs, self.epoch_seconds = clock, epochs, epoch_seconds
+
+    def __call__(self, params: dict, report: EpochReporter) -> TrialResult:
+        history = []
+        for epoch in range(1, self.epochs + 1):
+            self.clock.now += self.epoch_seconds
+            history.append(0.5)
+            if report(epoch, 0.5):
+                return TrialResult(0.5, TrialStatus.PRUNED, "stopped", history)
+        return TrialResult(0.5, history=history)
+
+
+def test_the_time_budget_stops_the_study_and_the_running_trial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import types
+
+    from serhpo.hpo import study, workers
+
+    clock = FakeClock()
+    fake_time = types.SimpleNamespace(
+        time=clock, perf_counter=clock, monotonic=time.monotonic, sleep=time.sleep,
+        strftime=time.strftime,
+    )  # fmt: skip
+    monkeypatch.setattr(study, "time", fake_time)
+    monkeypatch.setattr(workers, "time", fake_time)
     settings = HpoSettings.from_config(
-        {"hpo": {"n_trials": None, "time_budget_min": 0.8 / 60}}, engine="random"
+        {"hpo": {"n_trials": None, "time_budget_min": 0.5 / 60}}, engine="random"
     )
-    run_study(SPACE, SyntheticObjective(epoch_seconds=0.02), settings, out_dir=tmp_path)
+    run_study(SPACE, EpochsOnTheClock(clock), settings, out_dir=tmp_path)
     trials = TrialsLog(tmp_path / "trials.csv", SPACE).read()
-    assert len(trials) >= 2
-    for trial in trials:  # no trial started after the budget ran out
-        assert trial.cumulative_seconds - trial.trial_seconds < 0.8
-    last = trials[-1]
-    assert last.cumulative_seconds < 0.8 + 0.2  # at most one epoch (<= 0.04 s) and overhead
-    if last.status == TrialStatus.PRUNED:
-        assert "time budget" in last.reason
+    # 10 epochs of 0.02 s: two whole trials (0.4 s), the third stopped by the budget at 0.5 s.
+    assert [t.status for t in trials] == [TrialStatus.COMPLETE] * 2 + [TrialStatus.PRUNED]
+    assert [len(t.history) for t in trials] == [10, 10, 5]
+    assert "time budget" in trials[-1].reason
+    assert [round(t.cumulative_seconds, 6) for t in trials] == [0.2, 0.4, 0.5]
 
 
 @pytest.mark.parametrize("engine", ["random", "optuna"])
@@ -418,13 +455,13 @@ def test_the_cli_hands_the_trainer_its_inputs(
 
     received: dict[str, Any] = {}
 
-    def build_objective(config: dict, **options: Any) -> SyntheticObjective:
+    def trainer_objective(config: dict, **options: Any) -> SyntheticObjective:
         received.update(config=config, **options)
         return SyntheticObjective()
 
-    trainer = types.ModuleType("serhpo.training")
-    trainer.build_objective = build_objective  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "serhpo.training", trainer)
+    trainer = types.ModuleType("serhpo.objective")
+    trainer.trainer_objective = trainer_objective  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "serhpo.objective", trainer)
     config = tmp_path / "config.yaml"
     config.write_text("seed: 4\n")
     split = tmp_path / "split.csv"
@@ -442,7 +479,7 @@ def test_the_cli_explains_a_missing_trainer(
 ) -> None:
     import types
 
-    monkeypatch.setitem(sys.modules, "serhpo.training", types.ModuleType("serhpo.training"))
+    monkeypatch.setitem(sys.modules, "serhpo.objective", types.ModuleType("serhpo.objective"))
     config = tmp_path / "config.yaml"
     config.write_text("seed: 0\n")
     split = tmp_path / "split.csv"
@@ -450,7 +487,7 @@ def test_the_cli_explains_a_missing_trainer(
     arguments = ["hpo", "--engine", "optuna", "--config", str(config), "--out", str(tmp_path / "o")]
     assert main([*arguments, "--split", str(split)]) == 2
     message = capsys.readouterr().err
-    assert "serhpo.training.build_objective" in message and "--objective synthetic" in message
+    assert "serhpo.objective.trainer_objective" in message and "--objective synthetic" in message
     assert main(arguments) == 2
     assert "--split" in capsys.readouterr().err
 

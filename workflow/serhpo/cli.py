@@ -98,7 +98,7 @@ STAGES: dict[str, tuple[str, str]] = {
     ),
     "cache-features": ("serhpo.features", "compute the frozen parts' features once"),
     "train": ("serhpo.training", "train one configuration and print its validation scores"),
-    "hpo": ("serhpo.hpo.study", "run one engine's hyper-parameter study"),
+    "hpo": ("serhpo.tune", "run one engine's hyper-parameter study"),
     "retrain": ("serhpo.final", "retrain a study's best configuration on train + valid"),
     "evaluate": ("serhpo.evaluation", "score a model on a corpus: in-corpus test or zero-shot"),
     "cv-fold": (

@@ -33,8 +33,8 @@ and no reader ever sees half a file; two writers of one entry both leave a valid
 Entries are saved with ``torch.save`` and read with ``torch.load(weights_only=True)``.
 
 Example:
-    >>> cache = FeatureCache(Path("results/features"), backbone="logmel")
-    >>> items = cache.get_many(model.frozen_feature("train"), data.parts["train"],
+    >>> cache = FeatureCache(Path("results/features"), backbone="logmel")  # doctest: +SKIP
+    >>> items = cache.get_many(model.frozen_feature("train"), data.parts["train"],  # doctest: +SKIP
     ...                        Preprocessing(maxlen=48000, padding=True))
 """
 
@@ -53,7 +53,6 @@ from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import torch
 from tqdm import tqdm
@@ -64,10 +63,10 @@ from serhpo.config import (
     read_stage_config,
     settings,
 )
-from serhpo.data import Preprocessing, Utterance, load_split, read_waveform
+from serhpo.data import FeatureItem, Preprocessing, Utterance, load_split, read_waveform
 from serhpo.errors import UserError
 from serhpo.files import honour_umask
-from serhpo.models.base import FeatureItem, FrozenFeature, fingerprint_of
+from serhpo.models.base import FrozenFeature
 
 log = logging.getLogger(__name__)
 
@@ -85,23 +84,6 @@ class NonFiniteFeatureError(ValueError):
     The trainer records the trial as failed with this message (it names the utterance,
     its file and the feature), not as a diverged training run.
     """
-
-
-class WaveformFeature(FrozenFeature):
-    """The identity: the preprocessed waveform itself, ``(num_samples,)`` float32.
-
-    For stages whose trainable part starts at the waveform (e.g. wav2vec2 with its conv
-    feature extractor fine-tuned too). Caching it saves decoding and preprocessing only.
-    """
-
-    name: ClassVar[str] = "waveform"
-    sequence: ClassVar[bool] = True
-
-    def fingerprint(self) -> str:
-        return fingerprint_of(kind="waveform", version=1)
-
-    def compute(self, waveform: torch.Tensor, *, valid_samples: int) -> FeatureItem:
-        return FeatureItem(values=waveform.detach().clone(), valid_frames=valid_samples)
 
 
 @dataclass
@@ -130,9 +112,10 @@ class FeatureCache:
         progress: show a tqdm bar while computing missing entries.
 
     Example:
-        >>> cache = FeatureCache(Path("results/features"), backbone="logmel")
-        >>> item = cache.get(feature, utterance, Preprocessing(maxlen=32000, padding=False))
-        >>> cache.stats.computed
+        >>> cache = FeatureCache(Path("results/features"), backbone="logmel")  # doctest: +SKIP
+        >>> item = cache.get(feature, utterance,
+        ...                  Preprocessing(maxlen=32000, padding=False))  # doctest: +SKIP
+        >>> cache.stats.computed  # doctest: +SKIP
         1
     """
 
@@ -201,8 +184,9 @@ class FeatureCache:
         """The features of ``utterances`` in order, computing only the missing entries.
 
         Example:
-            >>> items = cache.get_many(feature, data.parts["valid"], Preprocessing(maxlen=None))
-            >>> len(items) == len(data.parts["valid"])
+            >>> items = cache.get_many(feature, data.parts["valid"],
+            ...                        Preprocessing(maxlen=None))  # doctest: +SKIP
+            >>> len(items) == len(data.parts["valid"])  # doctest: +SKIP
             True
         """
         entries = [self._entry(feature, u, preprocessing) for u in utterances]
@@ -541,7 +525,7 @@ def cache_features(
 
     Example:
         >>> cache_features(Path("results/splits/emodb.csv"), cache_dir=Path("results/features"),
-        ...                backbone="logmel", maxlens=[32000, 48000])["computed"]
+        ...                backbone="logmel", maxlens=[32000, 48000])["computed"]  # doctest: +SKIP
         856
     """
     import itertools

@@ -194,7 +194,7 @@ def prepare_corpus(
     Example:
         >>> result = prepare_corpus(corpus="emodb", fmt=get_format("emodb"),  # doctest: +SKIP
         ...     raw_dir=Path("wav"), out_dir=Path("16k"), target_labels=["anger", "neutral"])
-        >>> result.summary["usable"]
+        >>> result.summary["usable"]  # doctest: +SKIP
         127
     """
     raw_dir = Path(raw_dir)

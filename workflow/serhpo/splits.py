@@ -91,7 +91,7 @@ def split_stratified(
 
     Example:
         >>> parts = split_stratified(manifest, seed=1)  # doctest: +SKIP
-        >>> round((parts == "test").mean(), 1)
+        >>> round((parts == "test").mean(), 1)  # doctest: +SKIP
         0.2
     """
     _check_fractions(test_fraction, valid_fraction)
@@ -139,7 +139,7 @@ def split_by_speaker(
 
     Example:
         >>> parts = split_by_speaker(manifest, seed=1)  # doctest: +SKIP
-        >>> sorted(parts.unique())
+        >>> sorted(parts.unique())  # doctest: +SKIP
         ['test', 'train', 'valid']
     """
     _check_fractions(test_fraction, valid_fraction)
