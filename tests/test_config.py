@@ -1,4 +1,5 @@
 import dataclasses
+import inspect
 import json
 import shlex
 from pathlib import Path
@@ -18,6 +19,7 @@ from serhpo.config import (
     load_config,
     load_schema,
     read_stage_config,
+    schema_default,
     section_values,
     settings,
     validate_config,
@@ -298,6 +300,26 @@ def test_settings_carry_no_defaults_and_from_nothing_equal_the_schemas() -> None
     assert typed.federated_search_space.names == tuple(
         schema["federated"]["properties"]["search_space"]["default"]
     )
+
+
+def test_the_defaults_code_keeps_of_its_own_are_the_schemas() -> None:
+    # Library functions callable without a config keep a default; it must be the schema's.
+    from serhpo.audio import AudioChecks, Loudness
+    from serhpo.cvpool import pool_predictions, speaker_bootstrap_scores
+    from serhpo.evaluation import DEFAULT_RESAMPLES
+    from serhpo.federated.evaluate import select_configurations
+
+    assert schema_default("evaluation.bootstrap") == DEFAULT_RESAMPLES
+    for function in (pool_predictions, speaker_bootstrap_scores):
+        parameters = inspect.signature(function).parameters
+        assert parameters["seed"].default == schema_default("seed"), function.__name__
+        assert parameters["resamples"].default == schema_default("evaluation.bootstrap")
+    audio = complete_config({})["audio"]
+    checks = dataclasses.asdict(AudioChecks())
+    assert checks == {key: audio[key] for key in checks}
+    assert dataclasses.asdict(Loudness()) == audio["loudness"]
+    assert AudioChecks(silence_dbfs=-60.0).min_duration_s == audio["min_duration_s"]
+    assert inspect.signature(select_configurations).parameters["margin"].default is None
 
 
 def test_settings_fill_a_partial_config_and_convert_what_engines_hand_over() -> None:

@@ -15,12 +15,16 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 import soxr
+
+from serhpo.config import schema_default
 
 #: soxr's "very high quality" preset: linear phase, passband to 95 % of Nyquist.
 RESAMPLE_QUALITY = "VHQ"
@@ -33,6 +37,11 @@ ACTIVE_PERCENTILE = 95.0
 CANCEL_DB = 20.0
 
 log = logging.getLogger(__name__)
+
+
+def _config_default(key: str) -> Any:
+    """A dataclass field whose default is the schema's for config ``key`` (read when built)."""
+    return field(default_factory=partial(schema_default, key))
 
 
 class AudioRejected(Exception):
@@ -50,6 +59,9 @@ class AudioRejected(Exception):
 class AudioChecks:
     """Thresholds below which a recording is rejected.
 
+    A threshold not given is the schema's default of its config key (``audio.*``), as in a
+    model folder that records only the checks its config named.
+
     Attributes:
         min_duration_s: shortest usable duration, after resampling.
         silence_dbfs: a file whose active-speech level (:func:`active_level_dbfs`, dB
@@ -58,9 +70,9 @@ class AudioChecks:
             (a 100-Hz header is a broken file, not a recording) and is rejected.
     """
 
-    min_duration_s: float = 0.5
-    silence_dbfs: float = -70.0
-    min_sample_rate: int = 4000
+    min_duration_s: float = _config_default("audio.min_duration_s")
+    silence_dbfs: float = _config_default("audio.silence_dbfs")
+    min_sample_rate: int = _config_default("audio.min_sample_rate")
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,8 @@ class Loudness:
     ``peak_dbfs``, the gain is lowered so that the peak sits at ``peak_dbfs`` instead
     (a peak limit: no clipping), and the file is counted as limited.
 
+    A field not given is the schema's default of its config key (``audio.loudness.*``).
+
     Attributes:
         enabled: off by default (the paper keeps each corpus' own level).
         target_lufs: the loudness every recording is brought to.
@@ -82,9 +96,9 @@ class Loudness:
         -23.0
     """
 
-    enabled: bool = False
-    target_lufs: float = -23.0
-    peak_dbfs: float = -1.0
+    enabled: bool = _config_default("audio.loudness.enabled")
+    target_lufs: float = _config_default("audio.loudness.target_lufs")
+    peak_dbfs: float = _config_default("audio.loudness.peak_dbfs")
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from serhpo.config import add_config_arguments, read_stage_config
+from serhpo.config import add_config_arguments, complete_config, read_stage_config
 from serhpo.data import Preprocessing, SplitData, check_labels, utterances_of
 from serhpo.errors import UserError
 from serhpo.features import FeatureCache
@@ -68,8 +68,6 @@ from serhpo.trial import (
 
 log = logging.getLogger(__name__)
 
-#: Default number of inner speaker folds (config ``split.inner_folds``).
-DEFAULT_INNER_FOLDS = 3
 #: Columns of a fold's predictions CSV, before one ``p_<label>`` probability per label.
 PREDICTION_COLUMNS = ("engine", "fold", "utterance_id", "speaker", "label", "predicted")
 
@@ -116,8 +114,8 @@ def inner_fold_splits(
     split_csv: Path,
     *,
     outer_fold: int,
-    inner_folds: int | str = DEFAULT_INNER_FOLDS,
-    seed: int = 0,
+    inner_folds: int | str,
+    seed: int,
     labels: tuple[str, ...] | list[str] | None = None,
     root: Path | None = None,
 ) -> list[SplitData]:
@@ -135,8 +133,8 @@ def inner_fold_splits(
         root: the project root the CSV's paths are relative to (default: cwd).
 
     Example:
-        >>> folds = inner_fold_splits(Path("results/splits/emodb.csv"), outer_fold=0)
-        ... # doctest: +SKIP
+        >>> folds = inner_fold_splits(Path("results/splits/emodb.csv"), outer_fold=0,
+        ...     inner_folds=3, seed=0)  # doctest: +SKIP
         >>> [len(f.parts["valid"]) for f in folds]  # doctest: +SKIP
         [142, 140, 146]
     """
@@ -187,14 +185,13 @@ def outer_fold_split(
 
 
 def inner_folds_setting(config: Mapping[str, Any]) -> int | str:
-    """Config ``split.inner_folds`` (default 3), checked.
+    """Config ``split.inner_folds`` (the schema's default when absent), checked.
 
     Example:
         >>> inner_folds_setting({"split": {"inner_folds": "loso"}})
         'loso'
     """
-    value = (config.get("split") or {}).get("inner_folds", DEFAULT_INNER_FOLDS)
-    return parse_folds(value, key="split.inner_folds")
+    return parse_folds(complete_config(config)["split"]["inner_folds"], key="split.inner_folds")
 
 
 def build_cv_objective(

@@ -247,17 +247,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", type=parse_folds, required=True, help="split.folds: k or loso")
     parser.add_argument("--out", type=Path, required=True, help="folder for the pooled files")
     add_config_arguments(parser)
-    parser.add_argument("--bootstrap", type=int, help="resamples (default: config, else 1000)")
+    parser.add_argument(
+        "--bootstrap", type=int, help="resamples (default: config evaluation.bootstrap)"
+    )
     parser.add_argument("--seed", type=int, help="bootstrap seed (default: config seed)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``serhpo cv-pool``: pool one engine's outer folds."""
     config = read_stage_config(args.config, args.config_json)
-    resamples = args.bootstrap
-    if resamples is None:
-        resamples = int((config.get("evaluation") or {}).get("bootstrap", DEFAULT_RESAMPLES))
-    seed = args.seed if args.seed is not None else int(config.get("seed", 0))
+    resamples = args.bootstrap if args.bootstrap is not None else config["evaluation"]["bootstrap"]
+    seed = args.seed if args.seed is not None else config["seed"]
     predictions = pd.concat(
         [pd.read_csv(p, dtype={"speaker": str, "utterance_id": str}) for p in args.predictions],
         ignore_index=True,
@@ -268,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
         summaries,
         engine=args.engine,
         folds=args.folds,
-        labels=config.get("target_labels") or (),
+        labels=config["target_labels"],
         resamples=resamples,
         seed=seed,
     )

@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 from serhpo.audio import AudioChecks, Loudness
-from serhpo.config import add_config_arguments, read_stage_config
+from serhpo.config import add_config_arguments, read_stage_config, schema_default
 from serhpo.data import SAMPLE_RATE, FeatureItem, Preprocessing, Utterance, read_waveform
 from serhpo.errors import UserError
 from serhpo.features import FeatureCache
@@ -217,7 +217,20 @@ class FinalModel:
         Features to score are standardised the same way, with their own statistics
         (:func:`serhpo.normalisation.normalise_items`); :meth:`logits` does not.
         """
-        return str((self.metadata.get("training") or {}).get("normalise", "none"))
+        return str(training_setting(self.metadata, "normalise"))
+
+
+def training_setting(metadata: Mapping[str, Any], key: str) -> Any:
+    """A ``training`` key of a model folder's metadata; absent, the schema's default for it.
+
+    Example:
+        >>> training_setting({"training": {"normalise": "speaker"}}, "normalise")
+        'speaker'
+        >>> training_setting({}, "normalise")
+        'none'
+    """
+    training = metadata.get("training") or {}
+    return training[key] if key in training else schema_default(f"training.{key}")
 
 
 def load_final_model(directory: Path) -> FinalModel:
@@ -250,7 +263,7 @@ def load_final_model(directory: Path) -> FinalModel:
             sample_rate=int(preprocessing["sample_rate"]),
             checks=AudioChecks(**(metadata.get("audio_checks") or {})),
             metadata=metadata,
-            threads=(metadata.get("training") or {}).get("threads"),
+            threads=training_setting(metadata, "threads"),
             loudness=Loudness(**(metadata.get("loudness") or {})),
             directory=directory,
         )

@@ -34,6 +34,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from serhpo.audio import AudioChecks, AudioRejected, Loudness, prepare_waveform, write_wav
+from serhpo.config import schema_default
 from serhpo.corpora import CorpusFormat, Listing, get_format
 from serhpo.corpora.base import LISTING_COLUMNS
 from serhpo.errors import UserError
@@ -469,7 +470,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--target-labels",
-        default='["anger","boredom","disgust","fear","happiness","sadness","neutral"]',
+        default=json.dumps(schema_default("target_labels"), separators=(",", ":")),
         help="JSON list of target labels",
     )
     parser.add_argument(
@@ -478,24 +479,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="official, an integer, or none (accept any number of recordings)",
     )
     parser.add_argument(
-        "--sample-rate", type=int, default=16000, help="rate of the prepared WAVs (Hz)"
+        "--sample-rate",
+        type=int,
+        default=schema_default("audio.sample_rate"),
+        help="rate of the prepared WAVs (Hz)",
     )
     parser.add_argument(
         "--min-sample-rate",
         type=int,
-        default=AudioChecks.min_sample_rate,
+        default=schema_default("audio.min_sample_rate"),
         help="reject files recorded below this rate (Hz)",
     )
     parser.add_argument(
         "--min-duration",
         type=float,
-        default=AudioChecks.min_duration_s,
+        default=schema_default("audio.min_duration_s"),
         help="reject files shorter than this (seconds)",
     )
     parser.add_argument(
         "--silence-dbfs",
         type=float,
-        default=AudioChecks.silence_dbfs,
+        default=schema_default("audio.silence_dbfs"),
         help="reject files whose active level (95th percentile of 20-ms frames) is below this "
         "(dBFS)",
     )
@@ -507,7 +511,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--peak-dbfs",
         type=float,
-        default=Loudness.peak_dbfs,
+        default=schema_default("audio.loudness.peak_dbfs"),
         help="with --loudness-lufs: the highest sample peak allowed (the gain is lowered)",
     )
     parser.add_argument(

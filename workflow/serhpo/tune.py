@@ -86,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--inner-folds",
         help="with --outer-fold: inner speaker folds, k >= 2 or loso (default: config "
-        "split.inner_folds, else 3)",
+        "split.inner_folds)",
     )
     parser.add_argument("--n-trials", type=int, help="override hpo.n_trials")
     parser.add_argument(
@@ -131,8 +131,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _trial_inputs(config: Mapping[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """What a trial's score depends on besides its parameters: resume only with the same."""
-    inputs: dict[str, Any] = {"objective": args.objective, "seed": config.get("seed", 0)}
+    """What a trial's score depends on besides its parameters: resume only with the same.
+
+    ``config`` is complete (:func:`~serhpo.config.read_stage_config`): every key is there.
+    """
+    inputs: dict[str, Any] = {"objective": args.objective, "seed": config["seed"]}
     if args.objective == "trainer":
         inputs["split_sha256"] = file_sha256(Path(args.split))
         for key in ("target_labels", "backbone", "model", "training"):
@@ -143,11 +146,11 @@ def _trial_inputs(config: Mapping[str, Any], args: argparse.Namespace) -> dict[s
             inputs["outer_fold"] = args.outer_fold
             inputs["inner_folds"] = args.inner_folds or inner_folds_setting(config)
     if args.objective == "federated":
-        from serhpo.federated.objective import federated_section, fixed_params
+        from serhpo.federated.objective import fixed_params
 
         inputs["split_sha256"] = file_sha256(Path(args.split))
         inputs["target_labels"] = config.get("target_labels")
-        inputs["family"] = federated_section(config).get("backbone", "logmel")
+        inputs["family"] = config["federated"]["backbone"]
         inputs["fixed"] = fixed_params(config)
     return inputs
 

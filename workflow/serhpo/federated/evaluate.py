@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from serhpo.config import add_config_arguments, read_stage_config
+from serhpo.config import add_config_arguments, complete_config, read_stage_config, schema_default
 from serhpo.errors import UserError
 from serhpo.hpo.engine import FinishedTrial
 from serhpo.hpo.space import SearchSpace
@@ -39,9 +39,11 @@ COST = "cpu_seconds"
 
 
 def select_configurations(
-    trials: Sequence[FinishedTrial], *, margin: float = 0.01
+    trials: Sequence[FinishedTrial], *, margin: float | None = None
 ) -> dict[str, FinishedTrial]:
     """The best trial and the cheapest trial within ``margin`` of its validation BCA.
+
+    ``margin`` not given is the schema's default of config ``federated.near_best_margin``.
 
     Ties in BCA go to the cheaper trial, ties in cost to the better one, then the earlier.
 
@@ -57,6 +59,8 @@ def select_configurations(
         >>> {name: t.trial for name, t in select_configurations(trials).items()}
         {'best': 0, 'efficient': 1}
     """
+    if margin is None:
+        margin = schema_default("federated.near_best_margin")
     complete = [
         t
         for t in trials
@@ -96,10 +100,14 @@ def evaluate_engine(
     zero_shot: Sequence[Path] = (),
     cache_dir: Path | None = None,
     num_cpus: int | None = None,
-    protocol: str = "speaker",
-    resamples: int = 1000,
+    protocol: str | None = None,
+    resamples: int | None = None,
 ) -> dict[str, Any]:
     """Choose, retrain and score an engine's federated configurations (module docstring).
+
+    ``protocol`` and ``resamples`` not given are config ``split.strategy`` and
+    ``evaluation.bootstrap``; the margin and the family are ``federated.near_best_margin``
+    and ``federated.backbone``.
 
     Returns:
         ``engine``, ``family``, ``near_best_margin`` and ``selections``: per choice, the
@@ -110,7 +118,6 @@ def evaluate_engine(
     from serhpo.evaluation import evaluate
     from serhpo.federated.objective import (
         federated_data,
-        federated_section,
         fixed_params,
         simulation_resources,
     )
@@ -118,8 +125,11 @@ def evaluate_engine(
     from serhpo.final import FinalModel
     from serhpo.objective import config_seed
 
-    section = federated_section(config)
-    margin = float(section.get("near_best_margin", 0.01))
+    completed = complete_config(config)
+    section = completed["federated"]
+    margin = float(section["near_best_margin"])
+    protocol = completed["split"]["strategy"] if protocol is None else protocol
+    resamples = completed["evaluation"]["bootstrap"] if resamples is None else resamples
     space = SearchSpace.from_config(config.get("search_space"))
     chosen = select_configurations(TrialsLog(trials_csv, space).read(), margin=margin)
     data = federated_data(config, split_csv=split_csv, cache_dir=cache_dir)
@@ -176,7 +186,7 @@ def evaluate_engine(
         selections[name] = {**trial_summary(trial), **retrained[trial.trial]}
     return {
         "engine": engine,
-        "family": section.get("backbone", "logmel"),
+        "family": section["backbone"],
         "near_best_margin": margin,
         "protocol": protocol,
         "selections": selections,
@@ -198,8 +208,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--cache-dir", type=Path, help="feature cache root")
     parser.add_argument("--threads", type=int, help="CPUs the simulation may use")
-    parser.add_argument("--protocol", default="speaker", help="the split protocol (split.strategy)")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--protocol", help="the split protocol (default: config split.strategy)")
+    parser.add_argument(
+        "--bootstrap", type=int, help="bootstrap resamples (default: config evaluation.bootstrap)"
+    )
     parser.add_argument("--out", required=True, type=Path, help="the evaluation JSON")
 
 
