@@ -21,10 +21,9 @@ import contextlib
 import logging
 import warnings
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 from serhpo.hpo.engine import Engine, FinishedTrial, Proposal, derived_seed
-from serhpo.hpo.settings import METRIC, HpoSettings
+from serhpo.hpo.settings import METRIC
 from serhpo.hpo.space import Param, SearchSpace
 from serhpo.trial import TrialStatus
 
@@ -97,15 +96,7 @@ class AxEngine(Engine):
 
     name = "ax"
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        settings: HpoSettings,
-        *,
-        state_dir: Path | None = None,
-        worker: int = 0,
-    ) -> None:
-        super().__init__(space, settings, state_dir=state_dir, worker=worker)
+    def setup(self) -> None:
         for name in ("ax", "botorch", "pyro"):
             logging.getLogger(name).setLevel(logging.WARNING)
         self.client = self._client(n_existing=0)

@@ -131,6 +131,16 @@ class Engine(ABC):
         self.settings = settings
         self.state_dir = state_dir
         self.worker = worker
+        self.setup()
+
+    @abstractmethod
+    def setup(self) -> None:
+        """Build the engine's own state (a sampler, a grid, a client).
+
+        Called at the end of ``__init__``, once ``space``, ``settings``, ``state_dir`` and
+        ``worker`` are set: engines override this, not the constructor, so its signature is
+        written once.
+        """
 
     @abstractmethod
     def ask(self) -> Proposal | None:

@@ -18,12 +18,9 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from serhpo.hpo.engine import Engine, FinishedTrial, Proposal
-from serhpo.hpo.settings import HpoSettings
-from serhpo.hpo.space import SearchSpace
 from serhpo.trial import TrialStatus
 
 
@@ -38,15 +35,8 @@ class GridEngine(Engine):
     name = "grid"
     parallel = True
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        settings: HpoSettings,
-        *,
-        state_dir: Path | None = None,
-        worker: int = 0,
-    ) -> None:
-        super().__init__(space, settings, state_dir=state_dir, worker=worker)
+    def setup(self) -> None:
+        space, settings = self.space, self.settings
         self.points = space.grid(settings.grid_points)
         self._done: set[tuple[tuple[str, str], ...]] = set()
         self._next = 0

@@ -19,13 +19,11 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from hyperopt import JOB_STATE_DONE, STATUS_FAIL, STATUS_OK, Domain, Trials, hp, tpe
 
 from serhpo.hpo.engine import Engine, FinishedTrial, Proposal, derived_seed
-from serhpo.hpo.settings import HpoSettings
 from serhpo.hpo.space import Param, Scalar, SearchSpace
 from serhpo.trial import TrialStatus
 
@@ -94,15 +92,8 @@ class HyperoptEngine(Engine):
 
     name = "hyperopt"
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        settings: HpoSettings,
-        *,
-        state_dir: Path | None = None,
-        worker: int = 0,
-    ) -> None:
-        super().__init__(space, settings, state_dir=state_dir, worker=worker)
+    def setup(self) -> None:
+        space, settings = self.space, self.settings
         logging.getLogger("hyperopt").setLevel(logging.WARNING)
         self.domain = Domain(_not_called, hyperopt_space(space))
         self.trials = Trials()

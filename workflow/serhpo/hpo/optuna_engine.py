@@ -21,7 +21,6 @@ from __future__ import annotations
 import fcntl
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
@@ -37,7 +36,6 @@ from optuna.trial import TrialState
 
 from serhpo.errors import UserError
 from serhpo.hpo.engine import Engine, FinishedTrial, Proposal, derived_seed
-from serhpo.hpo.settings import HpoSettings
 from serhpo.hpo.space import Param, Scalar, SearchSpace
 from serhpo.trial import TrialStatus
 
@@ -155,15 +153,8 @@ class OptunaEngine(Engine):
     name = "optuna"
     parallel = True
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        settings: HpoSettings,
-        *,
-        state_dir: Path | None = None,
-        worker: int = 0,
-    ) -> None:
-        super().__init__(space, settings, state_dir=state_dir, worker=worker)
+    def setup(self) -> None:
+        settings, state_dir, worker = self.settings, self.state_dir, self.worker
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.multi_objective = settings.multi_objective.enabled
         self.native_pruning = settings.pruning.enabled and not self.multi_objective

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from serhpo.hpo.engine import Engine, FinishedTrial, Proposal, derived_seed
-from serhpo.hpo.settings import HpoSettings
 from serhpo.hpo.space import Scalar, SearchSpace
 from serhpo.trial import TrialStatus
 
@@ -63,15 +61,7 @@ class RandomEngine(Engine):
     name = "random"
     parallel = True
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        settings: HpoSettings,
-        *,
-        state_dir: Path | None = None,
-        worker: int = 0,
-    ) -> None:
-        super().__init__(space, settings, state_dir=state_dir, worker=worker)
+    def setup(self) -> None:
         self._taken: set[int] = set()
 
     def ask(self) -> Proposal:
