@@ -113,6 +113,45 @@ class FrozenFeature(ABC):
         return f"{type(self).__name__}(name={self.name!r}, fingerprint={self.fingerprint()!r})"
 
 
+class PretrainedFeature(FrozenFeature):
+    """A frozen feature of a pretrained network run by ``transformers``, computed in batches.
+
+    Its fingerprint (computed once) names the network through :meth:`fingerprint_parts`,
+    plus this class's ``name`` and ``version`` and the torch and transformers versions;
+    one utterance is a batch of one. Subclasses implement :meth:`fingerprint_parts` and
+    :meth:`compute_batch`.
+    """
+
+    version: ClassVar[int] = 1
+    _fingerprint: str | None = None
+
+    @abstractmethod
+    def fingerprint_parts(self) -> dict[str, Any]:
+        """What identifies the network and the subclass's own settings (its checksum, ...)."""
+
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            import transformers
+
+            self._fingerprint = fingerprint_of(
+                kind=self.name,
+                version=self.version,
+                **self.fingerprint_parts(),
+                torch=torch.__version__.split("+")[0],
+                transformers=transformers.__version__,
+            )
+        return self._fingerprint
+
+    def compute(self, waveform: torch.Tensor, *, valid_samples: int) -> FeatureItem:
+        return self.compute_batch([waveform], valid_samples=[valid_samples])[0]
+
+    @abstractmethod
+    def compute_batch(
+        self, waveforms: Sequence[torch.Tensor], *, valid_samples: Sequence[int]
+    ) -> list[FeatureItem]:
+        """Compute several utterances in as few forward passes as the network allows."""
+
+
 class WaveformFeature(FrozenFeature):
     """The identity: the preprocessed waveform itself, ``(num_samples,)`` float32.
 

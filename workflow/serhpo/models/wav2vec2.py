@@ -64,10 +64,10 @@ from serhpo.data import FeatureItem
 from serhpo.errors import UserError
 from serhpo.models.base import (
     FrozenFeature,
+    PretrainedFeature,
     SERModel,
     WaveformFeature,
     check_params,
-    fingerprint_of,
     frame_mask,
     masked_mean,
     random_state_kept,
@@ -272,34 +272,20 @@ def encode_conv_features(
 # ---------------------------------------------------------------- frozen features (cached)
 
 
-class _EncoderFeature(FrozenFeature):
+class _EncoderFeature(PretrainedFeature):
     """Shared parts of the wav2vec2 frozen features: lazy encoder, batching by length."""
 
     version: ClassVar[int] = 1
 
     def __init__(self, backbone_dir: Path) -> None:
         self.backbone_dir = check_backbone_folder(backbone_dir)
-        self._fingerprint: str | None = None
 
     @property
     def encoder(self) -> PretrainedEncoder:
         return pretrained_encoder(self.backbone_dir)
 
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            import transformers
-
-            self._fingerprint = fingerprint_of(
-                kind=self.name,
-                version=self.version,
-                backbone=read_checksum(self.backbone_dir),
-                torch=torch.__version__.split("+")[0],
-                transformers=transformers.__version__,
-            )
-        return self._fingerprint
-
-    def compute(self, waveform: torch.Tensor, *, valid_samples: int) -> FeatureItem:
-        return self.compute_batch([waveform], valid_samples=[valid_samples])[0]
+    def fingerprint_parts(self) -> dict[str, Any]:
+        return {"backbone": read_checksum(self.backbone_dir)}
 
     def compute_batch(
         self, waveforms: Sequence[torch.Tensor], *, valid_samples: Sequence[int]

@@ -73,6 +73,7 @@ from serhpo.errors import UserError
 from serhpo.models.base import (
     TRAIN_STAGE,
     FrozenFeature,
+    PretrainedFeature,
     SERModel,
     check_params,
     fingerprint_of,
@@ -118,7 +119,7 @@ def audio_frames(valid_samples: int, mel_frames: int) -> int:
     return max(1, min(math.ceil(valid_mel / _STRIDE), mel_frames // _STRIDE))
 
 
-class WhisperLayersFeature(FrozenFeature):
+class WhisperLayersFeature(PretrainedFeature):
     """Mean and std over audio frames of every hidden state: ``(layers + 1, 2 * d_model)``.
 
     The first ``d_model`` columns are the means, the last ``d_model`` the standard
@@ -136,24 +137,9 @@ class WhisperLayersFeature(FrozenFeature):
     def __init__(self, backbone_dir: Path | None, *, window: str) -> None:
         self.backbone_dir = check_whisper_dir(backbone_dir)
         self.window = window
-        self._fingerprint: str | None = None
 
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            import transformers
-
-            self._fingerprint = fingerprint_of(
-                kind=self.name,
-                version=self.version,
-                model=model_checksum(self.backbone_dir),
-                window=self.window,
-                torch=torch.__version__.split("+")[0],
-                transformers=transformers.__version__,
-            )
-        return self._fingerprint
-
-    def compute(self, waveform: torch.Tensor, *, valid_samples: int) -> FeatureItem:
-        return self.compute_batch([waveform], valid_samples=[valid_samples])[0]
+    def fingerprint_parts(self) -> dict[str, Any]:
+        return {"model": model_checksum(self.backbone_dir), "window": self.window}
 
     def compute_batch(
         self, waveforms: Sequence[torch.Tensor], *, valid_samples: Sequence[int]
