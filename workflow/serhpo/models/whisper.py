@@ -460,13 +460,21 @@ def _collate(items: Sequence[FeatureItem]) -> tuple[torch.Tensor, torch.Tensor]:
     return collate(list(items))
 
 
-def _finetune_layers(value: Any, num_layers: int) -> int:
+def _layer_count(value: Any, num_layers: int) -> int | None:
+    """``value`` as a whole number from 0 to ``num_layers`` (an engine's ``3.0`` is 3), or None."""
     try:
         number = float(value)
         if number == round(number) and 0 <= number <= num_layers:
             return int(round(number))
     except (TypeError, ValueError):
         pass
+    return None
+
+
+def _finetune_layers(value: Any, num_layers: int) -> int:
+    number = _layer_count(value, num_layers)
+    if number is not None:
+        return number
     raise UserError(
         f"whisper finetune_layers is {value!r}; expected 0 (frozen encoder) to {num_layers} "
         "(every layer of this encoder). Fix model.finetune_layers or "
@@ -477,12 +485,9 @@ def _finetune_layers(value: Any, num_layers: int) -> int:
 def _layer(value: Any, num_layers: int) -> int | str:
     if isinstance(value, str) and value in LAYER_CHOICES:
         return value
-    try:
-        number = float(value)
-        if number == round(number) and 0 <= number <= num_layers:
-            return int(round(number))
-    except (TypeError, ValueError):
-        pass
+    number = _layer_count(value, num_layers)
+    if number is not None:
+        return number
     raise UserError(
         f"whisper layer is {value!r}; expected 0 (embedding output) to {num_layers} (last "
         f"layer of this encoder) or one of {list(LAYER_CHOICES)}. Fix model.layer or "
