@@ -146,13 +146,6 @@ def cache_root(summary):
     return str(Path(summary).parent.parent)
 
 
-def evaluated_model(wildcards):
-    """A final model's folder; the pretrained row reads the backbone instead."""
-    if wildcards.model == "pretrained":
-        return []
-    return rules.retrain_final.output.model.format(engine=wildcards.model)
-
-
 def cached_maxlens():
     """maxlen values the trials will ask for, so the cache holds them before the studies start."""
     space = config["search_space"].get("maxlen")
