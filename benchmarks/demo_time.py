@@ -39,7 +39,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,9 +129,10 @@ def clean_generated(root: Path) -> None:
 def rule_timings(workdir: Path) -> list[RuleTiming]:
     """Seconds per rule from Snakemake's metadata records (one record per output file).
 
-    The outputs of one job share its rule, job hash and start time, so they count once.
+    The records of one job's outputs share its rule and job hash; the job's seconds run from
+    the earliest start to the latest end among them.
     """
-    jobs: dict[tuple[str, int, float], float] = {}
+    jobs: dict[tuple[str, int], tuple[float, float]] = {}
     for record_file in (workdir / ".snakemake" / "metadata").rglob("*"):
         if not record_file.is_file():
             continue
@@ -143,15 +143,15 @@ def rule_timings(workdir: Path) -> list[RuleTiming]:
         start, end = record.get("starttime"), record.get("endtime")
         if record.get("incomplete") or start is None or end is None:
             continue
-        key = (record["rule"], record.get("job_hash", 0), round(start, 3))
-        jobs[key] = max(jobs.get(key, 0.0), end - start)
-    timings: dict[str, RuleTiming] = defaultdict(lambda: RuleTiming(rule=""))
-    for (rule, _, _), seconds in jobs.items():
-        timing = timings[rule]
-        timing.rule = rule
+        key = (record["rule"], record.get("job_hash", 0))
+        first, last = jobs.get(key, (start, end))
+        jobs[key] = (min(first, start), max(last, end))
+    timings: dict[str, RuleTiming] = {}
+    for (rule, _), (start, end) in jobs.items():
+        timing = timings.setdefault(rule, RuleTiming(rule=rule))
         timing.jobs += 1
-        timing.seconds += seconds
-        timing.longest = max(timing.longest, seconds)
+        timing.seconds += end - start
+        timing.longest = max(timing.longest, end - start)
     return sorted(timings.values(), key=lambda timing: -timing.seconds)
 
 
