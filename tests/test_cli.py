@@ -48,3 +48,22 @@ def test_every_stage_module_provides_the_cli_contract() -> None:
         except ModuleNotFoundError:
             pytest.fail(f"stage {name}: module {module_name} does not exist")
         assert callable(module.add_arguments) and callable(module.run), name
+
+
+def test_stages_that_score_no_audio_import_no_deep_learning_library() -> None:
+    """Each job is a new process: torch & co. cost seconds of start-up where nothing uses them."""
+    import subprocess
+    import sys
+
+    light = ["check-config", "download", "synthesize", "export-table", "prepare", "split", "hpo",
+             "cv-pool", "fl-evaluate", "fl-report", "report"]  # fmt: skip
+    heavy = ["torch", "speechbrain", "transformers", "ray", "flwr", "ax", "ctranslate2"]
+    code = (
+        "import importlib, sys\n"
+        "from serhpo.cli import STAGES\n"
+        f"for stage in {light!r}: importlib.import_module(STAGES[stage][0])\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"

@@ -56,25 +56,21 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import soundfile
-import torch
-from tqdm import tqdm
 
 from serhpo.config import add_config_arguments, read_stage_config
-from serhpo.data import PARTS, Utterance, load_split
 from serhpo.errors import UserError
-from serhpo.features import FeatureCache
-from serhpo.final import (
-    FinalModel,
-    load_final_model,
-    pretrained_final_model,
-)
 from serhpo.metrics import classification_scores
-from serhpo.normalisation import check_mode, normalise_items
+
+if TYPE_CHECKING:  # torch and the models load where a model is scored: cv-pool needs neither
+    import torch
+
+    from serhpo.data import Utterance
+    from serhpo.features import FeatureCache
+    from serhpo.final import FinalModel
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +264,8 @@ def evaluation_labels(
 
 def _labels_per_part(split_csv: Path) -> dict[str, set[str]]:
     """The labels of each part's labelled rows (reads the CSV's text, never the audio)."""
+    from serhpo.data import PARTS
+
     if not Path(split_csv).is_file():
         raise UserError(
             f"split CSV {split_csv} does not exist; expected the output of `serhpo split`. "
@@ -306,6 +304,8 @@ def model_normalise(final: FinalModel) -> str:
         >>> model_normalise(final)  # doctest: +SKIP
         'speaker'
     """
+    from serhpo.normalisation import check_mode
+
     training = final.metadata.get("training") or {}
     return check_mode(str(training.get("normalise") or "none"))
 
@@ -346,6 +346,12 @@ def corpus_logits(
         >>> corpus_logits(final, utterances, cache=cache).shape  # doctest: +SKIP
         torch.Size([120, 7])
     """
+    import soundfile
+    import torch
+    from tqdm import tqdm
+
+    from serhpo.normalisation import normalise_items
+
     chunk = len(utterances) if normalise != "none" else max(64, batch_size)
     feature = final.model.frozen_feature(final.model.stage)
     outputs = []
@@ -427,6 +433,11 @@ def evaluate(
         >>> result["part"], result["label_set"], result["chance"]  # doctest: +SKIP
         ('all', 'shared', 0.16666666666666666)
     """
+    import torch
+
+    from serhpo.data import load_split
+    from serhpo.normalisation import check_mode
+
     if role not in ROLES:
         raise UserError(
             f"corpus role {role!r}; expected one of {list(ROLES)} (corpora.<name>.role)."
@@ -678,6 +689,9 @@ def run(args: argparse.Namespace) -> int:
         role if role is not None else _config_role(config, corpus or split_csv.stem)
         for split_csv, corpus, role in zip(splits, corpora, roles, strict=True)
     ]
+    from serhpo.features import FeatureCache
+    from serhpo.final import load_final_model, pretrained_final_model
+
     if args.pretrained is not None:
         final = pretrained_final_model(args.pretrained, maxlen=args.maxlen)
         model_name = args.model_name or PRETRAINED
