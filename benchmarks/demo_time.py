@@ -10,7 +10,8 @@ Per rule it prints the jobs, the sum of their wall seconds (from Snakemake's met
 job's start and end as Snakemake records them), the mean and the longest job; then the whole
 run's wall time and the machine's load average (``os.getloadavg()``) at the start and the end
 and its mean and maximum during the run (sampled every 5 s): on a shared machine the load says
-how far the figure is the demo's own.
+how far the figure is the demo's own. It also prints the CPU seconds (user + system) of every
+process the run waited for: divided by the cores, the least wall time an idle machine needs.
 
 Usage (from the repository root, in the environment that runs the demo):
     python benchmarks/demo_time.py                      # a temporary copy, removed afterwards
@@ -20,10 +21,10 @@ Usage (from the repository root, in the environment that runs the demo):
 
 Example output (shape only)::
 
-    rule                jobs   job s   mean s    max s
-    evaluate              24   461.0     19.2     26.1
+    rule                    jobs     job s   mean s    max s
+    fl_hpo                     3     220.3     73.4    101.5
     ...
-    wall 1350.2 s (22.5 min), 57 jobs, 2 cores; load 1.3 -> 2.9 (mean 2.4, max 4.1)
+    wall 826.3 s (13.8 min), 38 jobs, 2 cores; CPU 900 s; load (1 min) 4.56 -> 6.17 ...
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -76,6 +78,7 @@ class DemoTiming:
     load_end: tuple[float, float, float]
     load_samples: list[float] = field(default_factory=list)
     rules: list[RuleTiming] = field(default_factory=list)
+    cpu_s: float = 0.0
     date: str = ""
     machine: str = ""
 
@@ -179,6 +182,7 @@ def run_demo(workdir: Path, *, cores: int, extra: list[str], log_path: Path) -> 
 
     sampler = threading.Thread(target=sample, daemon=True)
     load_start = os.getloadavg()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     sampler.start()
     with open(log_path, "w") as log:
@@ -186,6 +190,7 @@ def run_demo(workdir: Path, *, cores: int, extra: list[str], log_path: Path) -> 
             command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
         )
     wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     done.set()
     sampler.join()
     return DemoTiming(
@@ -197,6 +202,7 @@ def run_demo(workdir: Path, *, cores: int, extra: list[str], log_path: Path) -> 
         load_end=os.getloadavg(),
         load_samples=samples,
         rules=rule_timings(workdir),
+        cpu_s=(after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
         date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         machine=f"{platform.machine()}, {os.cpu_count()} CPUs visible, {cores} cores used",
     )
@@ -215,7 +221,8 @@ def summary_lines(timing: DemoTiming) -> list[str]:
     lines.append(f"{'all jobs':<22}{timing.jobs:>6}{job_seconds:>10.1f}")
     lines.append(
         f"wall {timing.wall_s:.1f} s ({timing.wall_s / 60:.1f} min), {timing.jobs} jobs, "
-        f"{timing.cores} cores; load (1 min) {timing.load_start[0]:.2f} -> "
+        f"{timing.cores} cores; CPU {timing.cpu_s:.0f} s; "
+        f"load (1 min) {timing.load_start[0]:.2f} -> "
         f"{timing.load_end[0]:.2f} (mean {sum(samples) / len(samples):.2f}, "
         f"max {max(samples):.2f}); exit {timing.returncode}; {timing.date}; {timing.machine}"
     )
@@ -238,6 +245,7 @@ def markdown(timing: DemoTiming) -> str:
     rows += [
         "",
         f"Wall time {timing.wall_s:.1f} s ({timing.wall_s / 60:.1f} min), {timing.jobs} jobs; "
+        f"CPU time (user + system, every process the run waited for) {timing.cpu_s:.0f} s; "
         f"load average (1 min) {timing.load_start[0]:.2f} at the start, "
         f"{timing.load_end[0]:.2f} at the end, mean {sum(samples) / len(samples):.2f}, "
         f"max {max(samples):.2f}.",
