@@ -20,9 +20,9 @@ import numpy as np
 import soundfile
 import torch
 
-from serhpo.data import Preprocessing, Utterance
+from serhpo.data import FeatureItem, Preprocessing, Utterance
 from serhpo.features import FeatureCache, audio_signature
-from serhpo.models.base import FeatureItem, FrozenFeature, fingerprint_of
+from serhpo.models.base import FrozenFeature, fingerprint_of
 
 #: name -> the shape of one entry (3 s of audio at the families' frame rates)
 SIZES = {

@@ -3,7 +3,7 @@
 The reference (FedAvg for SER) grid-searched learning rate, local epochs, global rounds,
 batch size and client fraction, optimising accuracy and CPU time separately. Here the same
 five hyper-parameters are tuned by the pipeline's own study (:func:`serhpo.hpo.study.run_study`
-with :class:`serhpo.federated.objective.FederatedObjective`): the full grid, and with the
+with :func:`serhpo.federated.objective.federated_objective`): the full grid, and with the
 same space and a much smaller budget Optuna's multi-objective TPE, Optuna's NSGA-II and
 random search, each searching validation BCA against the clients' training CPU seconds.
 
@@ -43,8 +43,8 @@ import torch
 from serhpo.corpora import get_format
 from serhpo.corpora.synthetic import synthesize_corpus
 from serhpo.federated.evaluate import COST, select_configurations
-from serhpo.federated.objective import FederatedObjective
-from serhpo.hpo.settings import HpoSettings, MultiObjectiveSettings
+from serhpo.federated.objective import federated_objective
+from serhpo.hpo.settings import HpoSettings
 from serhpo.hpo.space import SearchSpace
 from serhpo.hpo.study import run_study
 from serhpo.prepare import prepare_corpus
@@ -117,16 +117,18 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
         out = work / "studies" / label.split()[0].lower() / sampler
         shutil.rmtree(out, ignore_errors=True)
         budget = None if engine == "grid" else (3 if args.quick else args.trials)
-        settings = HpoSettings(
-            engine=engine,
-            seed=0,
-            n_trials=budget,
-            n_startup_trials=args.startup,
-            multi_objective=MultiObjectiveSettings(
-                enabled=True, sampler=sampler, population_size=8, cost=COST
-            ),
-        ).checked()
-        objective = FederatedObjective(config=config, split_csv=split_csv)
+        hpo = {
+            "n_trials": budget,
+            "n_startup_trials": args.startup,
+            "multi_objective": {
+                "enabled": True,
+                "sampler": sampler,
+                "population_size": 8,
+                "cost": COST,
+            },
+        }
+        settings = HpoSettings.from_config({**config, "hpo": hpo}, engine=engine)
+        objective = federated_objective(config, split_csv=split_csv)
         started = time.perf_counter()
         outcome = run_study(space, objective, settings, out_dir=out)
         minutes = (time.perf_counter() - started) / 60

@@ -1,7 +1,7 @@
 """How fast each HPO engine finds a good configuration: the paper's Tables 3 and 5 on the demo data.
 
 Every engine (Ax, Hyperopt, Optuna, grid, random) runs the pipeline's own study
-(:func:`serhpo.hpo.study.run_study` with :func:`serhpo.training.build_objective`) on the
+(:func:`serhpo.hpo.study.run_study` with :func:`serhpo.objective.build_objective`) on the
 same synthetic EmoDB with a speaker-independent split, the same search space, the same trial
 budget and the same seeds; the tables are computed from the studies' trials.csv by the
 report's own functions (:func:`serhpo.report.tables.time_to_threshold_table` and
@@ -50,7 +50,14 @@ import pandas as pd
 import torch
 import yaml
 
-from serhpo.config import deep_merge, load_config, load_schema, validate_config
+from serhpo.config import (
+    cache_plan,
+    deep_merge,
+    load_config,
+    load_schema,
+    settings,
+    validate_config,
+)
 from serhpo.corpora import get_format
 from serhpo.corpora.synthetic import synthesize_corpus
 from serhpo.errors import UserError
@@ -58,11 +65,11 @@ from serhpo.features import cache_features
 from serhpo.hpo.settings import ENGINE_NAMES, HpoSettings
 from serhpo.hpo.space import SearchSpace
 from serhpo.hpo.study import run_study
+from serhpo.objective import build_objective
 from serhpo.prepare import prepare_corpus
 from serhpo.report.inputs import ReportSettings, Study, read_study
 from serhpo.report.tables import efficiency_table, model_order, time_to_threshold_table
 from serhpo.splits import split_manifest
-from serhpo.training import build_objective
 
 log = logging.getLogger("hpo_efficiency")
 
@@ -184,16 +191,21 @@ def build_demo_data(workdir: Path, *, config: dict[str, Any]) -> Path:
 def warm_cache(config: dict[str, Any], split_csv: Path) -> tuple[float, int]:
     """Compute the log-Mel features of the train and valid parts once; (seconds, entries)."""
     started = time.perf_counter()
-    summary = cache_features(
-        split_csv,
-        cache_dir=Path(config["features"]["cache_dir"]),
-        backbone=config["backbone"]["name"],
-        model_params=config["model"],
-        maxlens=[config["training"]["maxlen"]],
-        padding=config["training"]["padding"],
-        labels=config["target_labels"],
-    )
-    return time.perf_counter() - started, int(summary["computed"])
+    typed = settings(config)  # what the pipeline's cache_features plans from
+    plan = cache_plan(typed)
+    computed = 0
+    for padding in plan.paddings:
+        summary = cache_features(
+            split_csv,
+            cache_dir=typed.paths.cache_dir,
+            backbone=typed.backbone,
+            model_params=typed.model,
+            maxlens=plan.maxlens,
+            padding=padding,
+            labels=typed.target_labels,
+        )
+        computed += int(summary["computed"])
+    return time.perf_counter() - started, computed
 
 
 def run_one(config: dict[str, Any], split_csv: Path, *, engine: str, out_dir: Path) -> Path:

@@ -56,7 +56,7 @@ from serhpo.metrics import classification_scores
 from serhpo.models import build_model
 from serhpo.models.logmel import ARCHITECTURES
 from serhpo.prepare import prepare_corpus
-from serhpo.training import TrainingData, fit
+from serhpo.trainer import TrainingData, fit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO_ROOT / ".." / "shared" / "corpora" / "emodb-2s" / "wav"

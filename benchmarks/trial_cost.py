@@ -3,7 +3,7 @@
 The naive trial is the paper's loop written plainly: every epoch it decodes each file,
 truncates and zero-pads it to ``maxlen``, runs the whole wav2vec2 (padding frames
 included) and the head with batch size 1, and scores the validation part the same way.
-serhpo's trial is :func:`serhpo.training.fit` on the feature cache: the frozen epochs
+serhpo's trial is :func:`serhpo.trainer.fit` on the feature cache: the frozen epochs
 train the Linear layer on cached pooled encoder outputs, the fine-tuning epochs start
 from cached conv features and skip the padding frames.
 
@@ -54,7 +54,7 @@ from serhpo.models.wav2vec2 import (
     encode_conv_features,
     pretrained_encoder,
 )
-from serhpo.training import TrainingData, fit, seed_everything
+from serhpo.trainer import TrainingData, fit, seed_everything
 
 log = logging.getLogger("trial_cost")
 
@@ -104,7 +104,7 @@ def make_corpus(workdir: Path, *, train: int, valid: int, seed: int) -> Path:
 
 @contextlib.contextmanager
 def deterministic() -> Iterator[None]:
-    """The trainer's setting (serhpo.training), for the naive loop too."""
+    """The trainer's setting (serhpo.trainer), for the naive loop too."""
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
@@ -140,7 +140,7 @@ def _naive_logits(model, path: Path, preprocessing: Preprocessing, *, stage: str
 def _naive_trial(params: dict, split: SplitData, *, family: str, backbone_dir: Path, seed: int):
     lr, epochs, unfreeze = params["lr"], params["epochs"], params["unfreeze"]
     preprocessing = Preprocessing(maxlen=params["maxlen"], padding=True)
-    # The same construction order as serhpo.training.fit, so both draw the same numbers.
+    # The same construction order as serhpo.trainer.fit, so both draw the same numbers.
     seed_everything(seed)
     model = build_model(family, num_classes=len(split.labels), params={}, backbone_dir=backbone_dir)
     trainable = {id(p): p for s in model.stages for p in model.trainable_parameters(s)}

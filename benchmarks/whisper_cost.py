@@ -5,7 +5,7 @@
    (``30s``: padded as Whisper was trained; ``utterance``: unpadded), through the feature
    cache as the pipeline does (``FeatureCache.get_many``), torch on ``--threads`` threads.
 2. Trials: with the ``utterance`` window cached for all utterances, seconds per trial of
-   ``serhpo.training.fit`` for each head (and a two-stage fine-tuning of the top layer, whose
+   ``serhpo.trainer.fit`` for each head (and a two-stage fine-tuning of the top layer, whose
    epochs recompute the encoder from the cached log-Mel), on one speaker split (two held-out
    speakers, one female and one male, are the scored part). The BCA printed is that one
    split's: a cost benchmark, not the LOSO result (benchmarks/realdata_emodb.py).
@@ -40,7 +40,7 @@ from serhpo.data import Preprocessing, load_split
 from serhpo.features import FeatureCache
 from serhpo.models.whisper import WhisperLayersFeature
 from serhpo.prepare import prepare_corpus
-from serhpo.training import TrainingData, fit
+from serhpo.trainer import TrainingData, fit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO_ROOT / ".." / "shared" / "corpora" / "emodb-2s" / "wav"

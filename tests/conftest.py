@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -97,3 +98,46 @@ def synthetic_split(
 def make_synthetic_split():
     """:func:`synthetic_split`, for module-scoped fixtures."""
     return synthetic_split
+
+
+# ---- the trainer's synthetic split (tests of trainer, training, objective, model_io) --------
+
+#: Four emotions: chance BCA 0.25.
+TRAINER_LABELS = ["anger", "happiness", "neutral", "sadness"]
+
+
+@pytest.fixture(scope="session")
+def trainer_split_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trainer's tests' split: a synthetic EmoDB-layout corpus, 6 speakers x 4 utterances
+    per label of :data:`TRAINER_LABELS` (1.0-1.5 s), split at random (seed 0) into 72 train
+    and 24 valid utterances; its 3 test rows point at files that do not exist."""
+    folder = tmp_path_factory.mktemp("synthetic")
+    from serhpo.corpora.synthetic import synthesize_corpus
+
+    files = synthesize_corpus(
+        "emodb", folder / "raw", n_speakers=6, utterances_per_speaker_label=4, seed=0,
+        duration_s=(1.0, 1.5),
+    )  # fmt: skip
+    files = files[files["label"].isin(TRAINER_LABELS)].reset_index(drop=True)
+    rng = np.random.default_rng(0)
+    split = pd.DataFrame(
+        {
+            "utterance_id": files["path"].map(lambda p: Path(p).stem),
+            "path": files["path"],
+            "corpus": "synthetic",
+            "speaker": files["speaker"],
+            "label": files["label"],
+            "num_samples": (files["duration_s"] * 16000).round().astype(int),
+            "part": ["valid" if rng.random() < 0.3 else "train" for _ in range(len(files))],
+        }
+    )
+    test_rows = split.head(3).assign(part="test", path="never/read.wav")
+    path = folder / "split.csv"
+    pd.concat([split, test_rows]).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def trainer_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One feature cache for the trainer's tests: features are computed once for all."""
+    return tmp_path_factory.mktemp("features")

@@ -1,22 +1,31 @@
+import dataclasses
 import json
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from serhpo.config import (
     SettingsParam,
+    cache_config,
+    cache_plan,
     check_config,
+    complete_config,
     deep_merge,
     drop_nulls,
     load_config,
     load_schema,
     read_stage_config,
+    section_values,
+    settings,
     validate_config,
     with_defaults,
 )
 from serhpo.errors import UserError
+from serhpo.hpo.settings import study_config
+from serhpo.hpo.space import SearchSpace
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -245,3 +254,125 @@ def test_stage_settings_read_as_one_line_in_the_report_and_whole_in_the_shell() 
     assert command == "--config-json " + shlex.quote(text)
     # Snakemake detects a changed param by repr: the same as the plain JSON string's
     assert repr(settings) == repr(text) and settings == text
+
+
+def _dataclasses_in(value: object) -> list[object]:
+    """``value`` and every dataclass instance it holds."""
+    found = [value]
+    for item in dataclasses.fields(value):  # type: ignore[arg-type]
+        inner = getattr(value, item.name)
+        if dataclasses.is_dataclass(inner):
+            found += _dataclasses_in(inner)
+    return found
+
+
+def test_settings_carry_no_defaults_and_from_nothing_equal_the_schemas() -> None:
+    typed = settings({}, engine="optuna")
+    schema = load_schema()["properties"]
+
+    def defaults(key: str) -> dict:
+        node = schema
+        for part in key.split("."):
+            node = node[part]["properties"] if "properties" in node[part] else node[part]
+        return {name: entry["default"] for name, entry in node.items()}
+
+    # No settings class restates a default: every field comes from the config.
+    for instance in _dataclasses_in(typed):
+        for item in dataclasses.fields(instance):  # type: ignore[arg-type]
+            assert item.default is dataclasses.MISSING, (type(instance).__name__, item.name)
+            assert item.default_factory is dataclasses.MISSING, item.name
+    assert dataclasses.asdict(typed.training) == defaults("training")
+    assert dataclasses.asdict(typed.federated) == defaults("federated.training")
+    hpo = dataclasses.asdict(typed.hpo)
+    for key, value in defaults("hpo").items():
+        if key not in ("engines", "grid_budget"):
+            assert hpo[key] == (dict(hpo[key]) if isinstance(value, dict) else value), key
+    pruning = {k: v for k, v in hpo["pruning"].items() if k not in ("n_classes", "step")}
+    assert pruning == defaults("hpo.pruning")
+    assert hpo["multi_objective"] == defaults("hpo.multi_objective")
+    assert typed.hpo.pruning.n_classes == len(schema["target_labels"]["default"])
+    assert typed.seed == schema["seed"]["default"]
+    assert typed.backbone == schema["backbone"]["properties"]["name"]["default"]
+    assert typed.paths.cache_dir == Path(defaults("features")["cache_dir"])
+    assert typed.search_space == SearchSpace.from_config(schema["search_space"]["default"])
+    assert typed.federated_search_space.names == tuple(
+        schema["federated"]["properties"]["search_space"]["default"]
+    )
+
+
+def test_settings_fill_a_partial_config_and_convert_what_engines_hand_over() -> None:
+    typed = settings(
+        {"training": {"maxlen": np.float64(32000.0), "lr": 1, "grad_clip": "none"}},
+        engine="grid",
+    )
+    assert typed.training.maxlen == 32000 and isinstance(typed.training.maxlen, int)
+    assert typed.training.lr == 1.0 and isinstance(typed.training.lr, float)
+    assert typed.training.grad_clip is None and typed.training.epochs == 5
+    assert typed.hpo is not None and typed.hpo.engine == "grid"
+    assert settings({}).hpo is None
+
+
+@pytest.mark.parametrize(
+    ("config", "fragments"),
+    [
+        ({"training": {"maxlen": 100}}, ["training.maxlen", "100", "minimum of 400"]),
+        ({"training": {"lr": 0}}, ["training.lr", "minimum of 0"]),
+        ({"training": {"lr": float("inf")}}, ["training.lr", "found inf", "finite"]),
+        ({"training": {"device": "gpu"}}, ["training.device", "'gpu'"]),
+        ({"training": {"normalise": "global"}}, ["training.normalise", "'global'"]),
+        ({"federated": {"training": {"client_fraction": 2}}}, ["client_fraction", "maximum"]),
+        ({"search_space": {"lr": {"type": "int", "low": 2, "high": 1}}}, ["search_space.lr"]),
+    ],
+)
+def test_settings_refuse_what_the_schema_refuses_naming_the_key(
+    config: dict, fragments: list[str]
+) -> None:
+    with pytest.raises(UserError) as raised:
+        settings(config)
+    for fragment in fragments:
+        assert fragment in str(raised.value)
+
+
+def test_a_trials_training_keys_are_checked_against_the_schemas_ranges() -> None:
+    values = section_values("training", {"maxlen": 32000.0}, fix="fix it")
+    assert (
+        values["maxlen"] == 32000
+        and values["lr"] == load_schema()["properties"]["training"]["properties"]["lr"]["default"]
+    )
+    with pytest.raises(UserError, match=r"training.epochs: 0 is less than the minimum of 1\."):
+        section_values("training", {"epochs": 0}, fix="fix it")
+
+
+@pytest.mark.parametrize(
+    ("space", "maxlens"),
+    [
+        ({"maxlen": {"type": "choice", "choices": [16000, 32000]}}, (16000, 32000)),
+        ({"maxlen": 24000}, (24000,)),
+        ({"lr": 0.001}, (48000,)),  # training.maxlen, which every trial reads
+        ({"maxlen": {"type": "int", "low": 16000, "high": 48000}}, ()),  # each trial its own
+    ],
+)
+def test_the_cache_plans_exactly_the_maxlens_trials_will_read(space: dict, maxlens: tuple) -> None:
+    config = complete_config({"search_space": space})
+    # cache_features reads its own JSON; the studies theirs: both plan from the same values.
+    plan = cache_plan(settings(cache_config(config)))
+    assert plan.maxlens == maxlens and plan.paddings == (True,)
+    assert plan == cache_plan(settings(study_config(config, engine="optuna")))
+
+
+def test_the_cache_json_changes_only_with_what_the_cache_reads() -> None:
+    base = cache_config(complete_config({}))
+    assert cache_config(complete_config({"training": {"lr": 0.1}})) == base
+    table2 = load_schema()["properties"]["search_space"]["default"]
+    assert cache_config(complete_config({"search_space": {**table2, "lr": 0.1}})) == base
+    assert cache_config(complete_config({"hpo": {"n_trials": 2}})) == base
+    assert cache_config(complete_config({"training": {"maxlen": 16000}})) != base
+    assert cache_config(complete_config({"search_space": {"window": "utterance"}})) != base
+
+
+def test_the_cache_plans_whispers_windows_from_the_space_or_the_fixed_model() -> None:
+    searched = {"search_space": {"window": {"type": "choice", "choices": ["30s", "utterance"]}}}
+    assert cache_plan(settings(searched)).model_choices == {"window": ["30s", "utterance"]}
+    fixed = {"model": {"window": "utterance"}, "search_space": {"lr": 0.001}}
+    assert cache_plan(settings(fixed)).model_choices == {"window": ["utterance"]}
+    assert cache_plan(settings({})).model_choices == {}

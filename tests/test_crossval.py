@@ -8,6 +8,7 @@ BCA 0.25), with 3 outer speaker folds (3 held-out speakers each) and 2 inner fol
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -17,14 +18,15 @@ import yaml
 from serhpo.corpora.synthetic import synthesize_corpus
 from serhpo.crossval import (
     build_cv_objective,
+    cv_objective,
     inner_fold_splits,
     outer_fold_split,
     retrain_and_score_fold,
 )
 from serhpo.errors import UserError
-from serhpo.hpo.settings import HpoSettings, PruningSettings
+from serhpo.hpo.settings import HpoSettings
 from serhpo.hpo.space import SearchSpace
-from serhpo.hpo.study import TrainerObjective, run_study
+from serhpo.hpo.study import run_study
 from serhpo.hpo.trials_log import TrialsLog
 from serhpo.splits import split_manifest
 from serhpo.trial import TrialStatus, never_prune
@@ -129,8 +131,8 @@ def test_cv_objective_stops_when_the_study_says_so(split_csv: Path, config: dict
 
 def test_a_fold_study_logs_per_fold_scores(split_csv: Path, config: dict, tmp_path: Path) -> None:
     space = SearchSpace.from_config({"lr": {"type": "choice", "choices": [1e-2, 3e-3]}})
-    settings = HpoSettings(engine="random", n_trials=2, seed=0)
-    objective = TrainerObjective(config=config, split_csv=split_csv, outer_fold=2)
+    settings = HpoSettings.from_config({"seed": 0, "hpo": {"n_trials": 2}}, engine="random")
+    objective = cv_objective(config, split_csv=split_csv, outer_fold=2)
     outcome = run_study(space, objective, settings, out_dir=tmp_path / "study", per_fold=True)
     header = (tmp_path / "study" / "trials.csv").read_text().splitlines()[0].split(",")
     assert header[header.index("value") + 1] == "fold_values"
@@ -144,7 +146,10 @@ def test_pruning_margin_spares_trials_near_the_median(split_csv: Path, config: d
     """The study's rule in a CV study: a trial within the margin runs on, one far below stops."""
     from serhpo.hpo.pruning import EarlyStopRule
 
-    rule = EarlyStopRule(PruningSettings(enabled=True, min_trials=2, step="inner fold"))
+    pruning = HpoSettings.from_config(
+        {"hpo": {"pruning": {"enabled": True, "min_trials": 2}}}, engine="random"
+    ).pruning
+    rule = EarlyStopRule(replace(pruning, step="inner fold"))
     completed = [(0.70, 0.72), (0.74, 0.73)]
     assert rule.median(1, 0.69, completed) is None  # 0.03 below the median 0.72
     assert "after inner fold 1 by more than 0.05" in rule.median(1, 0.60, completed)
@@ -170,12 +175,15 @@ def test_retraining_a_fold_scores_its_held_out_speakers_once(
 
 
 def test_a_fold_without_a_study_result_says_what_to_run(tmp_path: Path) -> None:
-    from serhpo.crossval import read_best
+    from serhpo.hpo.study_files import read_best
 
     (tmp_path / "best.yaml").write_text("engine: optuna\n")
-    with pytest.raises(UserError, match="lacks params and value.*hpo_cv"):
-        read_best(tmp_path / "best.yaml")
-    (tmp_path / "best.yaml").write_text(yaml.safe_dump({"params": {"lr": 0.1}, "value": 0.6}))
+    with pytest.raises(UserError, match=r"lacks \['trial', 'params', 'value', 'metric'\].*hpo_cv"):
+        read_best(tmp_path / "best.yaml", rule="hpo_cv")
+    with pytest.raises(UserError, match="Run the hpo_cv rule first"):
+        read_best(tmp_path / "missing.yaml", rule="hpo_cv")
+    best = {"engine": "optuna", "trial": 3, "params": {"lr": 0.1}, "value": 0.6, "metric": "bca"}
+    (tmp_path / "best.yaml").write_text(yaml.safe_dump(best))
     assert read_best(tmp_path / "best.yaml")["value"] == 0.6
 
 

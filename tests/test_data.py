@@ -10,9 +10,8 @@ import pytest
 import soundfile
 import torch
 
-from serhpo.data import Preprocessing, batches, collate, load_split, read_waveform
+from serhpo.data import FeatureItem, Preprocessing, batches, collate, load_split, read_waveform
 from serhpo.errors import UserError
-from serhpo.models.base import FeatureItem
 
 RATE = 16000
 

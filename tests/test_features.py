@@ -6,7 +6,7 @@ import json
 import multiprocessing
 import os
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -15,9 +15,9 @@ import soundfile
 import torch
 
 from serhpo import cli
-from serhpo.data import Preprocessing, Utterance, load_split
-from serhpo.features import FeatureCache, WaveformFeature, cache_features, write_entry
-from serhpo.models.base import FeatureItem, FrozenFeature, fingerprint_of
+from serhpo.data import FeatureItem, Preprocessing, Utterance, load_split
+from serhpo.features import FeatureCache, cache_features, write_entry
+from serhpo.models.base import FrozenFeature, WaveformFeature, fingerprint_of
 
 RATE = 16000
 
@@ -129,16 +129,20 @@ def test_a_corrupt_entry_is_recomputed(tmp_path, utterances):
     assert feature.calls == 2 and item.values.shape == (50, 1)
 
 
-def _hammer(path: str, seed: int) -> None:
+def _hammer(path: str, seed: int, reads: Any) -> None:
+    """Write the entry over and over until the reader has read it a few times (at most 2000)."""
     generator = torch.Generator().manual_seed(seed)
-    for _ in range(30):
+    for written in range(2000):
         write_entry(Path(path), FeatureItem(torch.randn(2000, 8, generator=generator), 2000))
+        if written >= 30 and reads.is_set():
+            return
 
 
 def test_concurrent_writers_of_one_entry_leave_a_valid_file(tmp_path):
     path = tmp_path / "cache" / "entry.pt"
     context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=_hammer, args=(str(path), seed)) for seed in (1, 2, 3)]
+    reads = context.Event()  # the writers keep writing until the reader has read 20 times
+    workers = [context.Process(target=_hammer, args=(str(path), seed, reads)) for seed in (1, 2, 3)]
     for worker in workers:
         worker.start()
     stored = 0
@@ -147,9 +151,12 @@ def test_concurrent_writers_of_one_entry_leave_a_valid_file(tmp_path):
             loaded = torch.load(path, weights_only=True)
             assert loaded["values"].shape == (2000, 8)
             stored += 1
+            if stored >= 20:
+                reads.set()
     for worker in workers:
         worker.join()
         assert worker.exitcode == 0
+    assert stored >= 20  # the reads above ran while the writers were writing
     assert torch.load(path, weights_only=True)["valid_frames"] == 2000
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
 
@@ -185,11 +192,18 @@ def test_cache_features_stage_precomputes_every_maxlen(tmp_path, utterances, mon
     split_csv = tmp_path / "split.csv"
     split.to_csv(split_csv, index=False)
     summary_path = tmp_path / "summary.json"
+    # What the rule passes (serhpo.config.cache_config): the maxlens the trials will read.
+    settings = {
+        "target_labels": ["anger", "sadness"],
+        "backbone": {"name": "logmel"},
+        "model": {"n_mels": 32},
+        "training": {"padding": False},
+        "search_space": {"maxlen": {"type": "choice", "choices": [8000, 16000]}},
+    }
     status = cli.main(
         [
             "cache-features", str(split_csv), "--cache-dir", str(tmp_path / "features"),
-            "--backbone", "logmel", "--model-params", '{"n_mels": 32}',
-            "--maxlen", "8000", "16000", "--padding", "off", "--summary", str(summary_path),
+            "--config-json", json.dumps(settings), "--summary", str(summary_path),
         ]
     )  # fmt: skip
     assert status == 0
@@ -202,6 +216,34 @@ def test_cache_features_stage_precomputes_every_maxlen(tmp_path, utterances, mon
     )  # fmt: skip
     assert again["computed"] == 0 and again["loaded"] == 6
     assert load_split(split_csv).labels == ("anger", "sadness")
+
+
+def test_cache_features_stage_computes_nothing_no_trial_reads(tmp_path, utterances):
+    """A numeric maxlen range: each trial asks for its own value, so nothing is precomputed
+    (the stage once computed whole-utterance entries that no trial read)."""
+    split = pd.DataFrame(
+        {
+            "utterance_id": [u.utterance_id for u in utterances],
+            "path": [str(u.path) for u in utterances],
+            "corpus": "demo",
+            "speaker": "s1",
+            "label": ["anger", "sadness", "anger"],
+            "part": ["train", "train", "valid"],
+        }
+    )
+    split.to_csv(tmp_path / "split.csv", index=False)
+    settings = {
+        "target_labels": ["anger", "sadness"],
+        "backbone": {"name": "logmel"},
+        "search_space": {"maxlen": {"type": "int", "low": 8000, "high": 16000}},
+    }
+    summary_path = tmp_path / "summary.json"
+    arguments = ["cache-features", str(tmp_path / "split.csv"), "--config-json"]
+    arguments += [json.dumps(settings), "--cache-dir", str(tmp_path / "features")]
+    assert cli.main([*arguments, "--summary", str(summary_path)]) == 0
+    summary = json.loads(summary_path.read_text())
+    assert summary["entries"] == [] and summary["computed"] == 0
+    assert not list((tmp_path / "features").rglob("*.pt"))
 
 
 def test_each_feature_object_gets_its_own_fingerprint(tmp_path, utterances):
@@ -345,7 +387,9 @@ def test_the_cache_features_stage_names_audio_with_non_finite_features(
         return waveform.fill_(float("inf")) if Path(path).name == "u2.wav" else waveform
 
     monkeypatch.setattr(features, "read_waveform", read_waveform)
-    arguments = ["cache-features", str(tmp_path / "split.csv"), "--backbone", "logmel"]
+    arguments = ["cache-features", str(tmp_path / "split.csv")]
+    settings = {"backbone": {"name": "logmel"}, "search_space": {"maxlen": 16000}}
+    arguments += ["--config-json", json.dumps(settings)]
     assert cli.main([*arguments, "--cache-dir", str(tmp_path / "features")]) == 2
     message = capsys.readouterr().err
     assert "logmel feature of utterance 'u2'" in message and "u2.wav" in message

@@ -24,15 +24,11 @@ from serhpo.data import Preprocessing, load_split, read_waveform
 from serhpo.errors import UserError
 from serhpo.evaluation import evaluate
 from serhpo.features import FeatureCache
-from serhpo.final import (
-    FinalModel,
-    load_final_model,
-    read_best,
-    retrain,
-    save_final_model,
-)
+from serhpo.final import FinalModel, load_final_model, retrain
+from serhpo.hpo.study_files import read_best
 from serhpo.metrics import balanced_accuracy
-from serhpo.training import TrainingData, fit
+from serhpo.model_io import save_model
+from serhpo.trainer import TrainingData, fit
 
 LABELS = ["anger", "happiness", "neutral", "sadness"]
 CHANCE = 1 / len(LABELS)
@@ -151,7 +147,9 @@ def test_the_model_folder_is_self_describing_and_loads_weights_only(retrained):
 
 def test_a_saved_model_predicts_exactly_as_before_saving(corpus, tmp_path):
     split = load_split(corpus["split"], labels=LABELS)
-    data = TrainingData(split=split, cache=FeatureCache(corpus["cache"], backbone="logmel"))
+    data = TrainingData(
+        split=split, cache=FeatureCache(corpus["cache"], backbone="logmel"), backbone="logmel"
+    )
     params = {**MODEL, **TRAINING, "arch": "cnn_gru", "lr": 3e-3, "epochs": 2}
     outcome = fit(params, data, seed=1, train_part=("train", "valid"), valid_part=None)
     before = FinalModel(
@@ -160,7 +158,7 @@ def test_a_saved_model_predicts_exactly_as_before_saving(corpus, tmp_path):
         preprocessing=Preprocessing(maxlen=16000),
         threads=1,
     )
-    save_final_model(outcome, tmp_path / "model", data=data)
+    save_model(outcome, tmp_path / "model", data=data)
     waveforms, _ = _test_part(corpus["split"])
     after = load_final_model(tmp_path / "model")
     assert torch.equal(before.logits(waveforms), after.logits(waveforms))

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from serhpo.data import FeatureItem
 from serhpo.errors import UserError
-from serhpo.models.base import FeatureItem
 from serhpo.normalisation import group_keys, normalise_items, standardise_items
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-pytestmark = pytest.mark.snakemake
+pytestmark = [pytest.mark.snakemake, pytest.mark.slow]  # about 4 minutes on 2 cores
 
 ENGINES = ["ax", "hyperopt", "optuna", "grid", "random"]
 CORPORA = ["emodb", "ravdess", "cremad", "tess"]  # tess: the demo's corpus read from a table

@@ -40,7 +40,7 @@ import yaml
 
 import serhpo
 
-pytestmark = [pytest.mark.slurm, pytest.mark.snakemake]
+pytestmark = [pytest.mark.slurm, pytest.mark.snakemake, pytest.mark.slow]
 
 PACKAGE_PARENT = Path(serhpo.__file__).resolve().parents[1]
 SLURM_CONF = Path("/etc/slurm/slurm.conf")  # where srun inside a job looks (see below)

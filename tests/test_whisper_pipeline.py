@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-pytestmark = pytest.mark.snakemake
+pytestmark = [pytest.mark.snakemake, pytest.mark.slow]
 
 ENGINES = ["optuna"]  # one engine keeps the DAG short; the profile runs optuna and random
 SMALL = {

@@ -150,6 +150,43 @@ def test_a_bad_search_space_or_a_missing_source_folder_stops_the_dry_run(
     assert "Job stats" not in result.stdout
 
 
+def test_an_extra_configfile_adds_to_the_demo_profile_instead_of_replacing_it(
+    tmp_path: Path, snakemake_tools
+) -> None:
+    # Issue 17: --configfile replaces the profile's list of config files. Before the preset, this
+    # run was config.yaml (the paper's set-up) plus mine.yaml, and planned the paper's downloads.
+    workdir = snakemake_tools.copy(tmp_path)
+    (workdir / "mine.yaml").write_text(yaml.safe_dump({"hpo": {"engines": ["optuna"]}}))
+    commands = {
+        "profile": ["--profile", "profiles/demo", "--configfile", "mine.yaml"],
+        "flag": ["--cores", "2", "--config", "preset=demo", "--configfile", "mine.yaml"],
+    }
+    for name, options in commands.items():
+        result = subprocess.run(
+            [*snakemake_tools.command, "-n", *options],
+            cwd=workdir, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, (name, result.stderr[-3000:])
+        jobs = planned_jobs(result.stdout)
+        assert "download_corpus" not in jobs and "fetch_backbone" not in jobs, (name, jobs)
+        assert jobs["synthesize_corpus"] == 4 and jobs["build_tiny_backbone"] == 1, (name, jobs)
+        assert jobs["hpo"] == 1, (name, jobs)  # mine.yaml still applies, after the demo's file
+
+
+def test_an_unknown_preset_stops_the_run_naming_the_choices(
+    tmp_path: Path, snakemake_tools
+) -> None:
+    workdir = snakemake_tools.copy(tmp_path)
+    result = subprocess.run(
+        [*snakemake_tools.command, "-n", "--cores", "2", "--config", "preset=dmeo"],
+        cwd=workdir, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode != 0
+    said = result.stdout + result.stderr
+    assert "config key preset is 'dmeo'; expected one of ['demo', 'whisper']" in said
+    assert "Job stats" not in result.stdout
+
+
 def test_the_readme_says_how_to_unlock_after_a_kill_and_no_profile_drops_the_lock() -> None:
     # Issue 15: a killed run leaves a lock that the next run stops on. nolock would hide that
     # but let two runs in one folder write the same files, so the README explains --unlock.
@@ -339,6 +376,7 @@ def cv_dag(tmp_path_factory: pytest.TempPathFactory, snakemake_tools) -> Path:
     return workdir
 
 
+@pytest.mark.slow  # the speaker-CV DAG (cv_dag), about 40 s
 def test_speaker_cv_pools_every_speaker_once_into_the_headline(cv_dag: Path) -> None:
     from serhpo.metrics import balanced_accuracy
 
@@ -372,6 +410,7 @@ def test_speaker_cv_pools_every_speaker_once_into_the_headline(cv_dag: Path) -> 
     assert (results / "plots/cv_per_speaker.png").stat().st_size > 5000
 
 
+@pytest.mark.slow  # the speaker-CV DAG (cv_dag), about 40 s
 def test_speaker_cv_reruns_exactly_what_a_key_reaches(cv_dag: Path, snakemake_tools) -> None:
     unrelated = {**CV_DAG, "federated": {"enabled": False, "n_trials": 3}}  # not run here
     result = snakemake_tools.run(cv_dag, "-n", configs=[unrelated])
@@ -433,6 +472,10 @@ def test_an_override_file_removes_a_corpus_and_a_parameter_and_pins_one(
     assert "download_corpus" not in jobs and "fetch_backbone" not in jobs
     assert jobs["report"] == 1 and jobs["prepare_corpus"] == 2
     assert "corpus=cremad" not in result.stdout and "/cremad." not in result.stdout
-    assert "--maxlen 48000 " in result.stdout  # the pinned value is cached for the trials
+    # The pinned value is cached for the trials: cache_features reads it from its JSON.
+    cache_commands = [line for line in result.stdout.splitlines() if "cache-features" in line]
+    assert cache_commands and all(
+        '"search_space":{"maxlen":48000,"padding":true}' in line for line in cache_commands
+    )
     said = result.stdout + result.stderr
     assert "removed by null in an override file: corpora.cremad, search_space.unfreeze" in said

@@ -115,6 +115,7 @@ def test_unreachable_hub_is_a_user_error_that_names_the_local_dir_option(
     assert "could not reach the Hugging Face Hub" in message
     assert SPEECHBRAIN_REPO in message and SPEECHBRAIN_REVISION in message
     assert "--local-dir" in message
+    assert "backbone.dir" in message  # the config key that exists (not backbone.local_dir)
 
 
 def test_real_client_in_offline_mode_fails_fast_with_the_same_error(

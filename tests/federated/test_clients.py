@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from serhpo.data import Utterance
+from serhpo.data import FeatureItem, Utterance
 from serhpo.errors import UserError
 from serhpo.federated.clients import (
     load_shards,
@@ -15,7 +15,6 @@ from serhpo.federated.clients import (
     statistics_buffers,
 )
 from serhpo.models import build_model
-from serhpo.models.base import FeatureItem
 
 
 def utterance(index: int, speaker: str) -> Utterance:

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
+from serhpo.config import load_schema
 from serhpo.errors import UserError
 from serhpo.federated.settings import FederatedSettings
 
@@ -20,18 +23,25 @@ def test_federated_keys_are_converted_and_the_rest_go_to_the_model() -> None:
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"rounds": 2.5}, "not a whole number"),
-        ({"client_fraction": 0.0}, "client_fraction must be in (0, 1]"),
-        ({"client_fraction": 1.5}, "client_fraction must be in (0, 1]"),
-        ({"lr": -1.0}, "lr must be a positive number"),
-        ({"local_epochs": 0}, "local_epochs must be at least 1"),
-        ({"lr": "fast"}, "federated key 'lr' got 'fast'"),
+        ({"rounds": 2.5}, "rounds: 2.5 is not of type 'integer'"),
+        ({"client_fraction": 0.0}, "client_fraction: 0.0 is less than or equal to the minimum"),
+        ({"client_fraction": 1.5}, "client_fraction: 1.5 is greater than the maximum of 1"),
+        ({"lr": -1.0}, "lr: -1.0 is less than or equal to the minimum of 0"),
+        ({"local_epochs": 0}, "local_epochs: 0 is less than the minimum of 1"),
+        ({"lr": "fast"}, "lr: 'fast' is not of type 'number'"),
     ],
 )
 def test_bad_values_name_the_key_and_where_to_fix_it(params: dict, message: str) -> None:
-    with pytest.raises(UserError, match="federated") as error:
+    with pytest.raises(UserError, match="federated.search_space") as error:
         FederatedSettings.split_params(params)
-    assert message in str(error.value)
+    assert f"config key federated.training.{message}" in str(error.value)
+
+
+def test_keys_not_given_get_the_schemas_defaults() -> None:
+    schema = load_schema()["properties"]["federated"]["properties"]["training"]["properties"]
+    settings, _ = FederatedSettings.split_params({})
+    assert dataclasses.asdict(settings) == {key: entry["default"] for key, entry in schema.items()}
+    assert all(field.default is dataclasses.MISSING for field in dataclasses.fields(settings))
 
 
 @pytest.mark.parametrize(
@@ -39,5 +49,7 @@ def test_bad_values_name_the_key_and_where_to_fix_it(params: dict, message: str)
     [(0.1, 1, 8, 1), (0.5, 1, 8, 4), (1.0, 1, 8, 8), (0.1, 3, 8, 3), (0.5, 10, 8, 8)],
 )
 def test_clients_per_round_follows_fedavg(fraction, minimum, clients, expected) -> None:
-    settings = FederatedSettings(client_fraction=fraction, min_clients=minimum)
+    settings, _ = FederatedSettings.split_params(
+        {"client_fraction": fraction, "min_clients": minimum}
+    )
     assert settings.clients_per_round(clients) == expected

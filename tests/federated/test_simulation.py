@@ -14,7 +14,7 @@ from serhpo.errors import UserError
 from serhpo.features import FeatureCache
 from serhpo.federated import simulation
 from serhpo.federated.simulation import fit_federated, shutdown_simulation
-from serhpo.training import TrainingData, fit
+from serhpo.trainer import TrainingData, fit
 from serhpo.trial import TrialStatus
 
 LABELS = ["anger", "happiness", "neutral", "sadness"]
@@ -25,6 +25,8 @@ MARGIN = 0.10
 CENTRAL = {"lr": 1e-2, "epochs": 10, "batch_size": 8, "maxlen": 16000, "threads": 1}
 FEDERATED = {"lr": 0.1, "rounds": 12, "local_epochs": 2, "batch_size": 8,
              "client_fraction": 0.5, "maxlen": 16000}  # fmt: skip
+#: Every run starts a Flower simulation (Ray): several seconds before its first round.
+SLOW = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +64,7 @@ def federated(data):
     return fit_federated(FEDERATED, data, seed=0)
 
 
+@SLOW
 def test_federated_training_comes_within_the_margin_of_centralised_training(
     data, federated
 ) -> None:
@@ -77,22 +80,25 @@ def test_federated_training_comes_within_the_margin_of_centralised_training(
     assert np.sum(federated.scores["confusion"]) == len(data.split.parts["valid"])
 
 
+@SLOW
 def test_the_same_seed_gives_the_same_run_and_cost_grows_with_the_rounds(data, federated) -> None:
-    short = {**FEDERATED, "rounds": 3}
-    first = fit_federated(short, data, seed=0).result
-    second = fit_federated(short, data, seed=0).result
-    assert first.history == second.history
-    assert first.history == federated.result.history[:3]  # the first rounds of the long run
+    # Two runs with seed 0: this short one, and the 12-round one of the fixture, whose first
+    # three rounds must be these (the same clients drawn, the same weights, the same scores).
+    first = fit_federated({**FEDERATED, "rounds": 3}, data, seed=0).result
+    assert len(first.history) == 3
+    assert first.history == federated.result.history[:3]
     # four times the rounds: several times the clients' CPU time
     assert federated.result.extra["cpu_seconds"] > 2 * first.extra["cpu_seconds"]
 
 
+@SLOW
 def test_a_diverging_learning_rate_fails_with_a_reason(data) -> None:
     result = fit_federated({**FEDERATED, "lr": 1e38, "rounds": 3}, data, seed=0).result
     assert result.status == TrialStatus.FAILED
     assert "diverged" in result.reason and "lower learning rate" in result.reason
 
 
+@SLOW
 def test_the_study_can_stop_a_run_after_a_round(data) -> None:
     heard = []
 
@@ -111,6 +117,7 @@ def test_families_with_a_pretrained_encoder_are_refused(data) -> None:
         fit_federated(FEDERATED, other, seed=0)
 
 
+@SLOW
 def test_ray_and_its_clients_start_once_and_serve_later_runs_unchanged(data, federated) -> None:
     import ray
 

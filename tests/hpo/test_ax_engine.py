@@ -38,7 +38,7 @@ def test_conditional_parameters_become_a_hierarchical_space() -> None:
 
 
 def test_replay_attaches_the_finished_trials() -> None:
-    engine = AxEngine(SPACE, HpoSettings(engine="ax", n_sobol=5))
+    engine = AxEngine(SPACE, HpoSettings.from_config({"hpo": {"n_sobol": 5}}, engine="ax"))
     params = {"lr": 2e-5, "epochs": 8, "unfreeze": 1, "maxlen": 80000}
     engine.replay(
         [

@@ -80,12 +80,12 @@ def test_a_resumed_or_restarted_study_is_mirrored_without_duplicates(tmp_path: P
     board = Dashboard(journal, study="random", space=SPACE)
     out = tmp_path / "random"
     for n_trials in (2, 4):  # a resumed study with a larger budget
-        settings = HpoSettings(engine="random", n_trials=n_trials)
+        settings = HpoSettings.from_config({"hpo": {"n_trials": n_trials}}, engine="random")
         run_study(SPACE, SyntheticObjective(), settings, out_dir=out, dashboard=board)
     assert [t.user_attrs[TRIAL_ATTR] for t in journal_studies(journal)["random"]] == [0, 1, 2, 3]
     # trials.csv started afresh elsewhere (another space): the study is rebuilt from it
     narrow = SearchSpace.from_config({"lr": {"type": "loguniform", "low": 1e-6, "high": 1e-3}})
-    settings = HpoSettings(engine="random", n_trials=1)
+    settings = HpoSettings.from_config({"hpo": {"n_trials": 1}}, engine="random")
     board = Dashboard(journal, study="random", space=narrow)
     run_study(
         narrow, SyntheticObjective(), settings, out_dir=out, dashboard=board, restart_on_change=True
@@ -102,7 +102,13 @@ def test_failed_trials_are_recorded_as_failed(tmp_path: Path) -> None:
 
     space = SearchSpace.from_config({"lr": {"type": "choice", "choices": [1e-5, 1e-3]}})
     board = Dashboard(tmp_path / "d.journal", study="grid", space=space)
-    run_study(space, flaky, HpoSettings(engine="grid"), out_dir=tmp_path / "g", dashboard=board)
+    run_study(
+        space,
+        flaky,
+        HpoSettings.from_config({}, engine="grid"),
+        out_dir=tmp_path / "g",
+        dashboard=board,
+    )
     states = {t.params["lr"]: t for t in journal_studies(tmp_path / "d.journal")["grid"]}
     assert states[1e-3].state == optuna.trial.TrialState.FAIL and states[1e-3].value is None
     assert "diverged" in states[1e-3].user_attrs["reason"]
@@ -113,7 +119,7 @@ def test_a_journal_that_cannot_be_written_never_stops_the_study(tmp_path: Path, 
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     board = Dashboard(blocker / "d.journal", study="random", space=SPACE)
-    settings = HpoSettings(engine="random", n_trials=2)
+    settings = HpoSettings.from_config({"hpo": {"n_trials": 2}}, engine="random")
     outcome = run_study(
         SPACE, SyntheticObjective(), settings, out_dir=tmp_path / "r", dashboard=board
     )
@@ -169,7 +175,7 @@ def test_optuna_dashboard_serves_every_engines_study(finished_studies: Path) -> 
 def test_worker_processes_share_the_journal_without_losing_a_trial(tmp_path: Path) -> None:
     journal = tmp_path / "dashboard.journal"
     board = Dashboard(journal, study="random", space=SPACE)
-    settings = HpoSettings(engine="random", n_trials=6, n_workers=2)
+    settings = HpoSettings.from_config({"hpo": {"n_trials": 6, "n_workers": 2}}, engine="random")
     slow = SyntheticObjective(epoch_seconds=0.02)  # both workers get trials
     run_study(SPACE, slow, settings, out_dir=tmp_path / "random", dashboard=board)
     logged = TrialsLog(tmp_path / "random" / "trials.csv", SPACE).read()

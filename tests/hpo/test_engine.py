@@ -31,7 +31,9 @@ def test_every_engine_is_registered() -> None:
 @pytest.mark.parametrize("name", ENGINE_NAMES)
 def test_every_engine_proposes_exactly_the_active_parameters(name: str) -> None:
     # Ax stays in its Sobol start (a Gaussian-process proposal costs seconds here).
-    settings = HpoSettings(engine=name, seed=1, n_sobol=5, n_startup_trials=3, grid_points=2)
+    settings = HpoSettings.from_config(
+        {"seed": 1, "hpo": {"n_sobol": 5, "n_startup_trials": 3, "grid_points": 2}}, engine=name
+    )
     engine = make_engine(CONDITIONAL, settings)
     seen = set()
     for _ in range(6 if name != "ax" else 4):
@@ -50,7 +52,10 @@ def test_every_engine_proposes_exactly_the_active_parameters(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["grid", "random", "hyperopt", "optuna"])
 def test_replay_accepts_complete_failed_and_pruned_trials(name: str) -> None:
-    engine = make_engine(CONDITIONAL, HpoSettings(engine=name, seed=0, n_startup_trials=2))
+    engine = make_engine(
+        CONDITIONAL,
+        HpoSettings.from_config({"seed": 0, "hpo": {"n_startup_trials": 2}}, engine=name),
+    )
     finished = [
         FinishedTrial(
             0,
@@ -97,7 +102,9 @@ PINNED = SearchSpace.from_config(
 
 @pytest.mark.parametrize("name", ENGINE_NAMES)
 def test_every_engine_proposes_a_pinned_parameter_as_is_and_resumes_with_it(name: str) -> None:
-    settings = HpoSettings(engine=name, seed=1, n_sobol=5, n_startup_trials=3, grid_points=2)
+    settings = HpoSettings.from_config(
+        {"seed": 1, "hpo": {"n_sobol": 5, "n_startup_trials": 3, "grid_points": 2}}, engine=name
+    )
     engine = make_engine(PINNED, settings)
     finished = []
     for number in range(3 if name != "grid" else 2):

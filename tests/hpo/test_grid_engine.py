@@ -25,7 +25,9 @@ def drain(engine: GridEngine) -> list[dict]:
 
 
 def test_the_engine_proposes_each_grid_point_once_in_order_then_stops() -> None:
-    proposals = drain(GridEngine(SPACE, HpoSettings(engine="grid", grid_points=3)))
+    proposals = drain(
+        GridEngine(SPACE, HpoSettings.from_config({"hpo": {"grid_points": 3}}, engine="grid"))
+    )
     expected = [
         {"lr": lr, "epochs": e, "maxlen": m}
         for lr, e, m in itertools.product([1e-5, 1e-4, 1e-3], [2, 8], [32000, 80000])
@@ -34,7 +36,7 @@ def test_the_engine_proposes_each_grid_point_once_in_order_then_stops() -> None:
 
 
 def test_replay_skips_points_already_run() -> None:
-    engine = GridEngine(SPACE, HpoSettings(engine="grid"))
+    engine = GridEngine(SPACE, HpoSettings.from_config({}, engine="grid"))
     done = SPACE.grid(3)[:5]
     engine.replay([FinishedTrial(i, p, 0.5, TrialStatus.COMPLETE) for i, p in enumerate(done)])
     rest = drain(engine)

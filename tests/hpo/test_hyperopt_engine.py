@@ -35,14 +35,18 @@ def test_encode_and_decode_are_inverse_with_conditions() -> None:
 
 
 def test_same_seed_same_trials() -> None:
-    settings = HpoSettings(engine="hyperopt", seed=2, n_startup_trials=3)
+    settings = HpoSettings.from_config(
+        {"seed": 2, "hpo": {"n_startup_trials": 3}}, engine="hyperopt"
+    )
     first = run(HyperoptEngine(SPACE, settings), 8)
     assert first == run(HyperoptEngine(SPACE, settings), 8)
     assert first != run(HyperoptEngine(SPACE, settings.with_overrides(seed=3)), 8)
 
 
 def test_replayed_trials_lead_to_the_proposals_of_an_uninterrupted_study() -> None:
-    settings = HpoSettings(engine="hyperopt", seed=1, n_startup_trials=3)
+    settings = HpoSettings.from_config(
+        {"seed": 1, "hpo": {"n_startup_trials": 3}}, engine="hyperopt"
+    )
     uninterrupted = run(HyperoptEngine(SPACE, settings), 8)
     resumed = HyperoptEngine(SPACE, settings)
     resumed.replay(
@@ -55,7 +59,9 @@ def test_replayed_trials_lead_to_the_proposals_of_an_uninterrupted_study() -> No
 
 
 def test_failed_trials_do_not_guide_tpe() -> None:
-    engine = HyperoptEngine(SPACE, HpoSettings(engine="hyperopt", n_startup_trials=1))
+    engine = HyperoptEngine(
+        SPACE, HpoSettings.from_config({"hpo": {"n_startup_trials": 1}}, engine="hyperopt")
+    )
     proposal = engine.ask()
     engine.tell(proposal, value=None, status=TrialStatus.FAILED, seconds=1.0)
     assert engine.trials.trials[0]["result"]["status"] == "fail"

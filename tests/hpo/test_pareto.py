@@ -9,7 +9,7 @@ import pytest
 from serhpo.hpo.engine import FinishedTrial
 from serhpo.hpo.optuna_engine import JOURNAL_NAME, STUDY_NAME
 from serhpo.hpo.pareto import dominates, pareto_front
-from serhpo.hpo.settings import HpoSettings, MultiObjectiveSettings
+from serhpo.hpo.settings import HpoSettings
 from serhpo.hpo.space import SearchSpace
 from serhpo.hpo.study import run_study
 from serhpo.hpo.synthetic_objective import SyntheticObjective
@@ -52,10 +52,14 @@ def assert_is_the_front(front: list[FinishedTrial], trials: list[FinishedTrial])
 def test_a_multi_objective_optuna_study_writes_a_non_dominated_front(
     tmp_path: Path, sampler: str
 ) -> None:
-    settings = HpoSettings(
+    settings = HpoSettings.from_config(
+        {
+            "hpo": {
+                "n_trials": 10,
+                "multi_objective": {"enabled": True, "sampler": sampler, "population_size": 4},
+            }
+        },
         engine="optuna",
-        n_trials=10,
-        multi_objective=MultiObjectiveSettings(enabled=True, sampler=sampler, population_size=4),
     )
     outcome = run_study(SPACE, SyntheticObjective(epoch_seconds=0.002), settings, out_dir=tmp_path)
     trials = TrialsLog(tmp_path / "trials.csv", SPACE).read()
@@ -72,8 +76,8 @@ def test_a_multi_objective_optuna_study_writes_a_non_dominated_front(
 
 
 def test_other_engines_compute_the_front_from_trials_csv(tmp_path: Path) -> None:
-    settings = HpoSettings(
-        engine="random", n_trials=8, multi_objective=MultiObjectiveSettings(enabled=True)
+    settings = HpoSettings.from_config(
+        {"hpo": {"n_trials": 8, "multi_objective": {"enabled": True}}}, engine="random"
     )
     run_study(SPACE, SyntheticObjective(epoch_seconds=0.001), settings, out_dir=tmp_path)
     trials = TrialsLog(tmp_path / "trials.csv", SPACE).read()
@@ -99,10 +103,9 @@ def test_optuna_searches_bca_against_cpu_seconds_when_told(tmp_path: Path) -> No
             result.extra["cpu_seconds"] = 1000.0 * float(params["lr"])  # not the wall time
             return result
 
-    settings = HpoSettings(
+    settings = HpoSettings.from_config(
+        {"hpo": {"n_trials": 6, "multi_objective": {"enabled": True, "cost": "cpu_seconds"}}},
         engine="optuna",
-        n_trials=6,
-        multi_objective=MultiObjectiveSettings(enabled=True, cost="cpu_seconds"),
     )
     outcome = run_study(SPACE, ReportsCpu(seed=0), settings, out_dir=tmp_path)
     journal = tmp_path / "engine_state" / JOURNAL_NAME

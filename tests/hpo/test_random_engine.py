@@ -14,7 +14,7 @@ SPACE = SearchSpace.from_config(None)
 
 
 def proposals(seed: int, n: int) -> list[dict]:
-    engine = RandomEngine(SPACE, HpoSettings(engine="random", seed=seed))
+    engine = RandomEngine(SPACE, HpoSettings.from_config({"seed": seed}, engine="random"))
     return [engine.ask().params for _ in range(n)]
 
 
@@ -25,7 +25,7 @@ def test_same_seed_same_trials_other_seed_other_trials() -> None:
 
 def test_a_resumed_engine_continues_the_same_sequence() -> None:
     uninterrupted = proposals(5, 8)
-    resumed = RandomEngine(SPACE, HpoSettings(engine="random", seed=5))
+    resumed = RandomEngine(SPACE, HpoSettings.from_config({"seed": 5}, engine="random"))
     resumed.replay(
         [FinishedTrial(i, p, 0.5, TrialStatus.COMPLETE) for i, p in enumerate(uninterrupted[:3])]
     )

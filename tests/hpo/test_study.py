@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import yaml
 import serhpo
 from serhpo.cli import main
 from serhpo.errors import UserError
-from serhpo.hpo.settings import HpoSettings, PruningSettings
+from serhpo.hpo.settings import HpoSettings
 from serhpo.hpo.space import SearchSpace
 from serhpo.hpo.study import run_study
 from serhpo.hpo.synthetic_objective import SyntheticObjective, is_collapsed
@@ -73,7 +74,10 @@ class Rendezvous:
 
 def test_trials_csv_holds_one_row_per_trial_with_the_specified_columns(tmp_path: Path) -> None:
     outcome = run_study(
-        SPACE, SyntheticObjective(), HpoSettings(engine="random", n_trials=6), out_dir=tmp_path
+        SPACE,
+        SyntheticObjective(),
+        HpoSettings.from_config({"hpo": {"n_trials": 6}}, engine="random"),
+        out_dir=tmp_path,
     )
     table = rows(tmp_path)
     assert list(table[0])[:11] == [
@@ -119,7 +123,12 @@ def test_failures_are_recorded_and_the_study_goes_on(tmp_path: Path) -> None:
             return TrialResult(value=0.2, status=TrialStatus.FAILED, reason="loss diverged")
         return synthetic(params, report)
 
-    run_study(SPACE, flaky, HpoSettings(engine="random", n_trials=5), out_dir=tmp_path)
+    run_study(
+        SPACE,
+        flaky,
+        HpoSettings.from_config({"hpo": {"n_trials": 5}}, engine="random"),
+        out_dir=tmp_path,
+    )
     table = rows(tmp_path)
     assert [r["status"] for r in table] == ["failed", "failed", "failed", "complete", "complete"]
     assert table[0]["reason"] == "RuntimeError: CUDA out of memory"
@@ -134,7 +143,9 @@ def test_a_trial_that_ignores_a_stop_request_counts_as_complete(tmp_path: Path) 
             report(epoch, score)  # asked to stop after epoch 1; goes on
         return TrialResult(value=history[-1], history=history)
 
-    settings = HpoSettings(engine="grid", n_trials=1, pruning=PruningSettings(enabled=True))
+    settings = HpoSettings.from_config(
+        {"hpo": {"n_trials": 1, "pruning": {"enabled": True}}}, engine="grid"
+    )
     run_study(SPACE, stubborn, settings, out_dir=tmp_path)
     (row,) = rows(tmp_path)
     assert row["status"] == "complete" and len(row["history"].split(";")) == 3
@@ -145,7 +156,12 @@ def test_a_user_error_in_the_objective_stops_the_study(tmp_path: Path) -> None:
         raise UserError("config key training.batch_size: found 0; expected >= 1")
 
     with pytest.raises(UserError, match="batch_size"):
-        run_study(SPACE, misconfigured, HpoSettings(engine="grid", n_trials=3), out_dir=tmp_path)
+        run_study(
+            SPACE,
+            misconfigured,
+            HpoSettings.from_config({"hpo": {"n_trials": 3}}, engine="grid"),
+            out_dir=tmp_path,
+        )
     assert not (tmp_path / "trials.csv").exists()
 
 
@@ -154,13 +170,20 @@ def test_a_study_where_every_trial_fails_says_so(tmp_path: Path) -> None:
         raise ValueError("no data")
 
     with pytest.raises(UserError, match="ValueError: no data"):
-        run_study(SPACE, broken, HpoSettings(engine="grid", n_trials=2), out_dir=tmp_path)
+        run_study(
+            SPACE,
+            broken,
+            HpoSettings.from_config({"hpo": {"n_trials": 2}}, engine="grid"),
+            out_dir=tmp_path,
+        )
     assert len(rows(tmp_path)) == 2
 
 
 @pytest.mark.parametrize("engine", ["grid", "random", "hyperopt", "optuna", "ax"])
 def test_an_interrupted_study_resumes_without_losing_a_trial(tmp_path: Path, engine: str) -> None:
-    settings = HpoSettings(engine=engine, n_trials=6, seed=3, n_sobol=6, n_startup_trials=2)
+    settings = HpoSettings.from_config(
+        {"seed": 3, "hpo": {"n_trials": 6, "n_sobol": 6, "n_startup_trials": 2}}, engine=engine
+    )
     interrupted = InterruptAt(3)
     with pytest.raises(KeyboardInterrupt):
         run_study(SPACE, interrupted, settings, out_dir=tmp_path / "study")
@@ -210,17 +233,56 @@ def test_a_killed_study_process_resumes_from_its_files(tmp_path: Path) -> None:
     assert len(set(numbers)) == 8  # Optuna's own numbers: no trial told twice
 
 
-def test_the_time_budget_stops_the_study_and_the_running_trial(tmp_path: Path) -> None:
-    settings = HpoSettings(engine="random", n_trials=None, time_budget_min=0.8 / 60)
-    run_study(SPACE, SyntheticObjective(epoch_seconds=0.02), settings, out_dir=tmp_path)
+class FakeClock:
+    """The study's clock, advanced only by the objective's epochs: no wall-clock in the test."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class EpochsOnTheClock:
+    """A trial of ``epochs`` epochs of ``epoch_seconds`` each on the fake clock."""
+
+    def __init__(self, clock: FakeClock, *, epochs: int = 10, epoch_seconds: float = 0.02):
+        self.clock, self.epochs, self.epoch_seconds = clock, epochs, epoch_seconds
+
+    def __call__(self, params: dict, report: EpochReporter) -> TrialResult:
+        history = []
+        for epoch in range(1, self.epochs + 1):
+            self.clock.now += self.epoch_seconds
+            history.append(0.5)
+            if report(epoch, 0.5):
+                return TrialResult(0.5, TrialStatus.PRUNED, "stopped", history)
+        return TrialResult(0.5, history=history)
+
+
+def test_the_time_budget_stops_the_study_and_the_running_trial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import types
+
+    from serhpo.hpo import study, workers
+
+    clock = FakeClock()
+    fake_time = types.SimpleNamespace(
+        time=clock, perf_counter=clock, monotonic=time.monotonic, sleep=time.sleep,
+        strftime=time.strftime,
+    )  # fmt: skip
+    monkeypatch.setattr(study, "time", fake_time)
+    monkeypatch.setattr(workers, "time", fake_time)
+    settings = HpoSettings.from_config(
+        {"hpo": {"n_trials": None, "time_budget_min": 0.5 / 60}}, engine="random"
+    )
+    run_study(SPACE, EpochsOnTheClock(clock), settings, out_dir=tmp_path)
     trials = TrialsLog(tmp_path / "trials.csv", SPACE).read()
-    assert len(trials) >= 2
-    for trial in trials:  # no trial started after the budget ran out
-        assert trial.cumulative_seconds - trial.trial_seconds < 0.8
-    last = trials[-1]
-    assert last.cumulative_seconds < 0.8 + 0.2  # at most one epoch (<= 0.04 s) and overhead
-    if last.status == TrialStatus.PRUNED:
-        assert "time budget" in last.reason
+    # 10 epochs of 0.02 s: two whole trials (0.4 s), the third stopped by the budget at 0.5 s.
+    assert [t.status for t in trials] == [TrialStatus.COMPLETE] * 2 + [TrialStatus.PRUNED]
+    assert [len(t.history) for t in trials] == [10, 10, 5]
+    assert "time budget" in trials[-1].reason
+    assert [round(t.cumulative_seconds, 6) for t in trials] == [0.2, 0.4, 0.5]
 
 
 @pytest.mark.parametrize("engine", ["random", "optuna"])
@@ -233,8 +295,12 @@ def test_pruning_cuts_the_epochs_a_study_runs(tmp_path: Path, engine: str) -> No
             "unfreeze": {"type": "int", "low": 0, "high": 5},
         }
     )
-    plain = HpoSettings(engine=engine, n_trials=16, seed=1, n_startup_trials=16)
-    pruned = plain.with_overrides(pruning=PruningSettings(enabled=True, min_epochs=1, min_trials=3))
+    plain = HpoSettings.from_config(
+        {"seed": 1, "hpo": {"n_trials": 16, "n_startup_trials": 16}}, engine=engine
+    )
+    pruned = plain.with_overrides(
+        pruning=replace(plain.pruning, enabled=True, min_epochs=1, min_trials=3)
+    )
     run_study(space, SyntheticObjective(), plain, out_dir=tmp_path / "plain")
     run_study(space, SyntheticObjective(), pruned, out_dir=tmp_path / "pruned")
     plain_trials = TrialsLog(tmp_path / "plain" / "trials.csv", space).read()
@@ -253,7 +319,9 @@ def test_pruning_cuts_the_epochs_a_study_runs(tmp_path: Path, engine: str) -> No
 
 
 def test_two_workers_share_one_optuna_study(tmp_path: Path) -> None:
-    settings = HpoSettings(engine="optuna", n_trials=10, n_workers=2, n_startup_trials=4)
+    settings = HpoSettings.from_config(
+        {"hpo": {"n_trials": 10, "n_workers": 2, "n_startup_trials": 4}}, engine="optuna"
+    )
     (tmp_path / "rendezvous").mkdir()
     run_study(SPACE, Rendezvous(tmp_path / "rendezvous", 2), settings, out_dir=tmp_path / "study")
     trials = TrialsLog(tmp_path / "study" / "trials.csv", SPACE).read()
@@ -276,7 +344,9 @@ def test_two_workers_share_one_optuna_study(tmp_path: Path) -> None:
 def test_the_same_seed_reproduces_the_same_trials(tmp_path: Path, engine: str) -> None:
     # Ax: 3 initial trials and one from its Gaussian process, on one axis to keep it cheap.
     space = LR_AXIS if engine == "ax" else SPACE
-    settings = HpoSettings(engine=engine, n_trials=4, seed=11, n_sobol=3, n_startup_trials=2)
+    settings = HpoSettings.from_config(
+        {"seed": 11, "hpo": {"n_trials": 4, "n_sobol": 3, "n_startup_trials": 2}}, engine=engine
+    )
     for name in ("a", "b"):
         run_study(space, SyntheticObjective(seed=11), settings, out_dir=tmp_path / name)
     first = TrialsLog(tmp_path / "a" / "trials.csv", space).read()
@@ -302,7 +372,9 @@ def mean_best(
 ) -> float:
     bests = []
     for seed in seeds:
-        settings = HpoSettings(engine=engine, n_trials=n_trials, seed=seed, **options)
+        settings = HpoSettings.from_config(
+            {"seed": seed, "hpo": {"n_trials": n_trials, **options}}, engine=engine
+        )
         objective = SyntheticObjective(seed=seed)
         outcome = run_study(space, objective, settings, out_dir=out / f"{engine}{seed}")
         bests.append(outcome.best["value"])
@@ -331,16 +403,25 @@ def test_ax_beats_random_search_at_equal_budget(tmp_path: Path) -> None:
 
 def test_a_folder_holds_one_engine_and_one_space(tmp_path: Path) -> None:
     run_study(
-        SPACE, SyntheticObjective(), HpoSettings(engine="random", n_trials=1), out_dir=tmp_path
+        SPACE,
+        SyntheticObjective(),
+        HpoSettings.from_config({"hpo": {"n_trials": 1}}, engine="random"),
+        out_dir=tmp_path,
     )
     with pytest.raises(UserError, match="started with engine = 'random'"):
         run_study(
-            SPACE, SyntheticObjective(), HpoSettings(engine="grid", n_trials=1), out_dir=tmp_path
+            SPACE,
+            SyntheticObjective(),
+            HpoSettings.from_config({"hpo": {"n_trials": 1}}, engine="grid"),
+            out_dir=tmp_path,
         )
     other = SearchSpace.from_config({"lr": {"type": "loguniform", "low": 1e-6, "high": 1e-2}})
     with pytest.raises(UserError, match="search_space"):
         run_study(
-            other, SyntheticObjective(), HpoSettings(engine="random", n_trials=1), out_dir=tmp_path
+            other,
+            SyntheticObjective(),
+            HpoSettings.from_config({"hpo": {"n_trials": 1}}, engine="random"),
+            out_dir=tmp_path,
         )
 
 
@@ -374,13 +455,13 @@ def test_the_cli_hands_the_trainer_its_inputs(
 
     received: dict[str, Any] = {}
 
-    def build_objective(config: dict, **options: Any) -> SyntheticObjective:
+    def trainer_objective(config: dict, **options: Any) -> SyntheticObjective:
         received.update(config=config, **options)
         return SyntheticObjective()
 
-    trainer = types.ModuleType("serhpo.training")
-    trainer.build_objective = build_objective  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "serhpo.training", trainer)
+    trainer = types.ModuleType("serhpo.objective")
+    trainer.trainer_objective = trainer_objective  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "serhpo.objective", trainer)
     config = tmp_path / "config.yaml"
     config.write_text("seed: 4\n")
     split = tmp_path / "split.csv"
@@ -398,7 +479,7 @@ def test_the_cli_explains_a_missing_trainer(
 ) -> None:
     import types
 
-    monkeypatch.setitem(sys.modules, "serhpo.training", types.ModuleType("serhpo.training"))
+    monkeypatch.setitem(sys.modules, "serhpo.objective", types.ModuleType("serhpo.objective"))
     config = tmp_path / "config.yaml"
     config.write_text("seed: 0\n")
     split = tmp_path / "split.csv"
@@ -406,18 +487,18 @@ def test_the_cli_explains_a_missing_trainer(
     arguments = ["hpo", "--engine", "optuna", "--config", str(config), "--out", str(tmp_path / "o")]
     assert main([*arguments, "--split", str(split)]) == 2
     message = capsys.readouterr().err
-    assert "serhpo.training.build_objective" in message and "--objective synthetic" in message
+    assert "serhpo.objective.trainer_objective" in message and "--objective synthetic" in message
     assert main(arguments) == 2
     assert "--split" in capsys.readouterr().err
 
 
 def test_a_study_resumes_only_with_the_same_trial_inputs(tmp_path: Path) -> None:
     out = tmp_path / "study"
-    settings = HpoSettings(engine="random", n_trials=3)
+    settings = HpoSettings.from_config({"hpo": {"n_trials": 3}}, engine="random")
     run_study(SPACE, SyntheticObjective(), settings, out_dir=out, trial_inputs={"split": "a"})
     first = params_of(out)
     # A larger budget extends the same study.
-    more = HpoSettings(engine="random", n_trials=5)
+    more = HpoSettings.from_config({"hpo": {"n_trials": 5}}, engine="random")
     run_study(SPACE, SyntheticObjective(), more, out_dir=out, trial_inputs={"split": "a"})
     assert params_of(out)[:3] == first and len(params_of(out)) == 5
     # Another split: refused by default, set aside and restarted on request.
@@ -504,10 +585,7 @@ def test_a_killed_and_resumed_trainer_study_equals_an_uninterrupted_one(
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     # cache_features ran before the study, as in the workflow
     common = ["--config", str(tmp_path / "config.yaml"), "--cache-dir", str(tmp_path / "cache")]
-    assert main(["cache-features", str(trainer_inputs / "split.csv"), "--backbone", backbone,
-                 "--backbone-dir", str(trainer_inputs / "tiny"), "--maxlen", "16000",
-                 "--model-params", json.dumps(model),
-                 "--cache-dir", str(tmp_path / "cache")]) == 0  # fmt: skip
+    assert main(["cache-features", str(trainer_inputs / "split.csv"), *common]) == 0
 
     def study(out: str) -> list[str]:
         return ["hpo", "--engine", "random", *common, "--out", str(tmp_path / out),

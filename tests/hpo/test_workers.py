@@ -154,7 +154,7 @@ def test_workers_started_together_share_the_budget(tmp_path: Path) -> None:
 def test_worker_processes_of_one_call_run_the_single_process_trials(
     tmp_path: Path, engine: str
 ) -> None:
-    settings = HpoSettings(engine=engine, n_trials=8, seed=2)
+    settings = HpoSettings.from_config({"seed": 2, "hpo": {"n_trials": 8}}, engine=engine)
     run_study(SPACE, SyntheticObjective(seed=2), settings, out_dir=tmp_path / "one")
     parallel = settings.with_overrides(n_workers=2)
     run_study(SPACE, SyntheticObjective(seed=2), parallel, out_dir=tmp_path / "two")
@@ -186,5 +186,9 @@ def test_claims_of_dead_workers_are_cleared_and_live_ones_kept(tmp_path: Path) -
 def test_sequential_engines_refuse_to_run_as_workers(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="hyperopt engine proposes each trial"):
         run_study(
-            SPACE, SyntheticObjective(), HpoSettings(engine="hyperopt"), out_dir=tmp_path, worker=0
+            SPACE,
+            SyntheticObjective(),
+            HpoSettings.from_config({}, engine="hyperopt"),
+            out_dir=tmp_path,
+            worker=0,
         )

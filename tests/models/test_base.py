@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
+from serhpo.data import FeatureItem
 from serhpo.errors import UserError
 from serhpo.models import FAMILIES, build_model
 from serhpo.models.base import (
-    FeatureItem,
     FrozenFeature,
     SERModel,
     check_params,

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
+from serhpo.data import FeatureItem
 from serhpo.models import build_model
-from serhpo.models.base import FeatureItem
 from serhpo.models.egemaps import NUM_FEATURES, EGeMAPSFeature
 
 

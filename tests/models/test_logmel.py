@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from serhpo.data import collate
+from serhpo.data import FeatureItem, collate
 from serhpo.errors import UserError
 from serhpo.models import build_model
-from serhpo.models.base import FeatureItem
 from serhpo.models.logmel import ARCHITECTURES, LogMelFeature
 
 SMALL = {"n_mels": 16, "channels": 4, "conv_blocks": 2, "embedding_size": 16, "num_heads": 2}

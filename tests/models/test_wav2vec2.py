@@ -246,7 +246,7 @@ def test_trains_above_chance_on_a_synthetic_corpus(tiny: Path, tmp_path: Path):
     from serhpo.corpora.synthetic import synthesize_corpus
     from serhpo.data import load_split
     from serhpo.features import FeatureCache
-    from serhpo.training import TrainingData, fit
+    from serhpo.trainer import TrainingData, fit
 
     labels = ["anger", "sadness"]
     files = synthesize_corpus(

@@ -13,10 +13,11 @@ import torch
 from serhpo.data import Preprocessing, collate, load_split
 from serhpo.errors import UserError
 from serhpo.features import FeatureCache, cache_features
+from serhpo.model_io import load_model, save_model
 from serhpo.models import build_model
 from serhpo.models.whisper import WhisperLayersFeature, audio_frames
 from serhpo.normalisation import normalise_items
-from serhpo.training import TrainingData, fit, load_model, predict_logits, save_model
+from serhpo.trainer import TrainingData, fit, predict_logits
 
 LABELS = ["anger", "happiness", "neutral", "sadness"]
 #: The cheap window (a fifteenth of the 30-s one's cost) for the learning tests.
@@ -150,9 +151,9 @@ def test_normalise_per_speaker_uses_no_labels_and_reaches_the_trainer(data):
 
 def test_a_scikit_learn_head_saves_as_tensors_and_predicts_the_same(data, tmp_path):
     outcome = fit({**FAST, "head": "svm", "C": 0.5, "layer": 1, "normalise": "corpus"}, data)
-    save_model(outcome, tmp_path, data=data)
-    torch.load(tmp_path / "model.pt", weights_only=True)  # no pickle needed
-    loaded, metadata = load_model(tmp_path)
+    save_model(outcome, tmp_path / "model", data=data)
+    torch.load(tmp_path / "model" / "model.pt", weights_only=True)  # no pickle needed
+    loaded, metadata = load_model(tmp_path / "model")
     assert metadata["training"]["normalise"] == "corpus"
     items = data.cache.get_many(
         loaded.frozen_feature("train"), data.split.parts["valid"], Preprocessing(maxlen=None)
@@ -161,7 +162,7 @@ def test_a_scikit_learn_head_saves_as_tensors_and_predicts_the_same(data, tmp_pa
 
 
 def test_the_final_model_names_its_embedded_encoder(data, tmp_path):
-    from serhpo.final import load_final_model, save_final_model
+    from serhpo.final import load_final_model
 
     outcome = fit(
         {**FAST, "head": "logreg", "layer": 2, "epochs": 5},
@@ -170,7 +171,7 @@ def test_the_final_model_names_its_embedded_encoder(data, tmp_path):
         valid_part=None,
     )
     assert outcome.result.extra["train_loss"] == 0.0  # fitted once: no gradient epochs
-    folder = save_final_model(outcome, tmp_path / "model", data=data)
+    folder = save_model(outcome, tmp_path / "model", data=data)
     record = json.loads((folder / "model.json").read_text())["backbone_encoder"]
     assert record["embedded"] and len(record["model_bin_sha256"]) == 64
     assert not (folder / "backbone").exists()  # the installed package holds the weights
@@ -219,8 +220,8 @@ def test_two_stage_fine_tuning_trains_the_top_layers_and_saves_them(data, tmp_pa
     assert outcome.result.extra["stage"] == "finetune" and outcome.result.value > 0.5
     untouched = build_model("whisper", num_classes=4, params={"finetune_layers": 1})
     assert not torch.equal(model.top_layers[0].fc1.weight, untouched.top_layers[0].fc1.weight)
-    save_model(outcome, tmp_path, data=data)
-    loaded, _ = load_model(tmp_path)
+    save_model(outcome, tmp_path / "model", data=data)
+    loaded, _ = load_model(tmp_path / "model")
     assert loaded.stage == "finetune"
     items = data.cache.get_many(
         loaded.frozen_feature("finetune"), data.split.parts["valid"], Preprocessing(maxlen=None)
@@ -237,7 +238,7 @@ def test_a_custom_whisper_folder_travels_with_the_final_model(data, tmp_path):
     import shutil
 
     from serhpo.backbones.whisper import default_whisper_dir
-    from serhpo.final import load_final_model, save_final_model
+    from serhpo.final import load_final_model
 
     custom = tmp_path / "whisper-tiny-ct2"
     shutil.copytree(default_whisper_dir(), custom)
@@ -245,7 +246,7 @@ def test_a_custom_whisper_folder_travels_with_the_final_model(data, tmp_path):
     before = data.cache.stats.computed
     outcome = fit({**FAST, "head": "logreg", "layer": 3}, custom_data)
     assert data.cache.stats.computed == before  # same model.bin checksum: the same entries
-    folder = save_final_model(outcome, tmp_path / "model", data=custom_data)
+    folder = save_model(outcome, tmp_path / "model", data=custom_data)
     record = json.loads((folder / "model.json").read_text())["backbone_encoder"]
     assert record["name"] == "whisper-tiny-ct2" and not record["embedded"]
     assert (folder / "backbone" / "model.bin").is_file()

@@ -11,12 +11,7 @@ import pytest
 import yaml
 
 from serhpo.errors import UserError
-from serhpo.report.inputs import (
-    ReportSettings,
-    read_evaluation,
-    read_study,
-    read_trials,
-)
+from serhpo.report.inputs import ReportSettings, read_evaluation, read_study
 
 
 def _trials_csv(path: Path, **columns: list) -> Path:
@@ -84,35 +79,13 @@ def test_settings_reject_bad_values_naming_the_key(config, key):
         ReportSettings.from_config(config)
 
 
-def test_trials_are_read_with_numbers_and_lower_case_status(tmp_path):
-    path = _trials_csv(tmp_path / "t.csv", status=["Complete", " FAILED"])
-    trials = read_trials(path)
-    assert trials["status"].tolist() == ["complete", "failed"]
-    assert trials["trial"].dtype.kind == "i"
-    assert math.isnan(trials["value"].iloc[1])
-
-
-@pytest.mark.parametrize(
-    ("columns", "message"),
-    [
-        ({"cumulative_seconds": None}, "cumulative_seconds"),
-        ({"status": ["complete", "crashed"]}, "crashed"),
-        ({"trial": [3, 3]}, "more than once"),
-        ({"value": [0.5, "high"]}, "not a number"),
-    ],
-)
-def test_broken_trials_are_refused_with_what_was_found(tmp_path, columns, message):
-    path = _trials_csv(tmp_path / "t.csv", **columns)
-    with pytest.raises(UserError, match=message):
-        read_trials(path)
-
-
 def test_a_study_is_named_by_its_folder_and_reads_best_yaml_when_present(tmp_path):
     with_best = _trials_csv(tmp_path / "hpo" / "optuna" / "trials.csv")
-    (with_best.parent / "best.yaml").write_text(yaml.safe_dump({"trial": 1, "value": 0.5}))
+    best = {"engine": "optuna", "trial": 1, "params": {"lr": 1e-5}, "value": 0.5, "metric": "bca"}
+    (with_best.parent / "best.yaml").write_text(yaml.safe_dump(best))
     without = _trials_csv(tmp_path / "hpo" / "grid" / "trials.csv")
     assert read_study(with_best).engine == "optuna"
-    assert read_study(with_best).best == {"trial": 1, "value": 0.5}
+    assert read_study(with_best).best == best
     assert read_study(without).best is None
     assert read_study(with_best).param_names == ["lr"]
 

@@ -155,7 +155,8 @@ def test_best_config_reports_the_final_models_test_bca(fake_run, studies, evalua
 
 def test_best_yaml_naming_an_unusable_trial_falls_back_with_a_warning(fake_run, caplog):
     path = fake_run.trials[0].with_name("best.yaml")  # ax
-    path.write_text(yaml.safe_dump({"engine": "ax", "trial": 3, "value": None}))  # failed trial
+    failed = {"engine": "ax", "trial": 3, "params": {}, "value": None, "metric": "valid_bca"}
+    path.write_text(yaml.safe_dump(failed))  # names a failed trial
     with caplog.at_level(logging.WARNING):
         best = best_trial(read_study(fake_run.trials[0]))
     assert best["trial"] == 4

@@ -7,6 +7,7 @@ from snakemake.utils import min_version, validate
 
 from serhpo.config import (
     SettingsParam,
+    cache_config,
     check_config,
     drop_nulls,
     load_schema,
@@ -14,7 +15,12 @@ from serhpo.config import (
     with_defaults,
 )
 from serhpo.corpora import GENERIC_FORMATS, format_name, source_inputs
-from serhpo.hpo.settings import PARALLEL_ENGINES
+from serhpo.hpo.settings import (
+    PARALLEL_ENGINES,
+    federated_study_config,
+    study_config,
+    study_workers,
+)
 
 min_version("9.0")
 
@@ -146,47 +152,14 @@ def cache_root(summary):
     return str(Path(summary).parent.parent)
 
 
-def cached_maxlens():
-    """maxlen values the trials will ask for, so the cache holds them before the studies start."""
-    space = config["search_space"].get("maxlen")
-    if space is not None and not isinstance(space, dict):
-        values = [space]  # pinned as a plain value
-    elif space and space.get("type") == "fixed":
-        values = [space["value"]]
-    elif space and space.get("type") == "choice":
-        values = space["choices"]
-    elif space:
-        return "none"  # a numeric range: computed on demand by the trials
-    else:
-        values = [config["training"]["maxlen"]]
-    return " ".join("none" if value is None else str(value) for value in values)
-
-
-def cached_model_choices():
-    """Family parameters that change the frozen feature and that the trials will vary, with
-    their values, as JSON: cache_features computes each combination (whisper: the window).
-    """
-    if BACKBONE != "whisper":
-        return as_json({})
-    space = config["search_space"].get("window")
-    if space and space.get("type") == "choice":
-        return as_json({"window": list(space["choices"])})
-    return as_json({"window": [config["model"].get("window", "30s")]})
-
-
-# hpo keys that only one kind of engine reads: editing them reruns only those engines' studies.
-ENGINE_ONLY_HPO_KEYS = {
-    "n_sobol": {"ax"},
-    "n_startup_trials": {"hyperopt", "optuna"},
-    "grid_points": {"grid"},
-    "grid_budget": {"grid"},
-    "n_workers": set(PARALLEL_ENGINES),
-}
+def cache_settings():
+    """What cache_features reads, as JSON: the preprocessing facts the studies read too."""
+    return as_json(cache_config(config))
 
 
 def hpo_workers(engine):
     """How many hpo_worker jobs share the engine's study (1: the hpo job runs it alone)."""
-    return config["hpo"]["n_workers"] if engine in PARALLEL_ENGINES else 1
+    return study_workers(config, engine=engine)
 
 
 def worker_summaries(wildcards):
@@ -240,33 +213,7 @@ def training_resources(mem_mb, runtime):
 
 def hpo_settings(wildcards):
     """What one engine's study reads, as JSON (another engine's keys left out)."""
-    return as_json(engine_settings(wildcards.engine))
-
-
-def engine_settings(engine):
-    """What one engine's study reads (another engine's keys left out)."""
-    settings = {
-        key: config[key]
-        for key in (
-            "seed",
-            "target_labels",
-            "backbone",
-            "model",
-            "training",
-            "features",
-            "search_space",
-        )
-    }
-    settings["hpo"] = {
-        key: value
-        for key, value in config["hpo"].items()
-        if key != "engines" and engine in ENGINE_ONLY_HPO_KEYS.get(key, {engine})
-    }
-    if engine in ("random", "grid") and settings["hpo"].get("n_workers") == 1:
-        # They read it since workers can share their studies; left out at its default, so
-        # that single-job studies run before that are not rerun.
-        del settings["hpo"]["n_workers"]
-    return settings
+    return as_json(study_config(config, engine=wildcards.engine))
 
 
 def summarised_in_report(settings):
@@ -318,12 +265,7 @@ def cached_parts(wildcards):
 
 def cv_hpo_settings(wildcards):
     """What an outer fold's study reads, as JSON: the engine's keys and split.inner_folds."""
-    settings = engine_settings(wildcards.engine)
-    settings["hpo"].pop(
-        "n_workers", None
-    )  # one job per outer fold: the folds run in parallel
-    settings["split"] = {"inner_folds": SPLIT["inner_folds"]}
-    return as_json(settings)
+    return as_json(study_config(config, engine=wildcards.engine, cross_validation=True))
 
 
 def cv_outer_folds():
@@ -352,12 +294,6 @@ def cv_fold_files(name):
 
 FL = config["federated"]
 FL_ENGINES = FL["engines"]
-# hpo keys a federated study inherits from hpo: (only those its engine reads).
-FL_INHERITED_HPO_KEYS = {
-    "n_sobol": {"ax"},
-    "n_startup_trials": {"hyperopt", "optuna"},
-    "grid_points": {"grid"},
-}
 ZERO_SHOT_CORPORA = [c for c in CORPORA if corpus_config(c)["role"] == "zero_shot"]
 
 
@@ -367,27 +303,7 @@ wildcard_constraints:
 
 def federated_hpo_settings(wildcards):
     """What one engine's federated study reads, as JSON: editing anything else does not rerun it."""
-    hpo = {
-        key: config["hpo"][key]
-        for key, engines in FL_INHERITED_HPO_KEYS.items()
-        if wildcards.fl_engine in engines and key in config["hpo"]
-    }
-    hpo["n_trials"] = FL["n_trials"]
-    if wildcards.fl_engine == "grid":
-        hpo["grid_budget"] = FL["grid_budget"]
-    hpo["pruning"] = {"enabled": False}
-    hpo["multi_objective"] = {
-        "enabled": True,
-        "cost": "cpu_seconds",
-        "sampler": config["hpo"]["multi_objective"]["sampler"],
-        "population_size": config["hpo"]["multi_objective"]["population_size"],
-    }
-    settings = {key: config[key] for key in ("seed", "target_labels", "features")}
-    settings["federated"] = {key: FL[key] for key in ("backbone", "model", "training")}
-    settings["federated"]["simulation"] = FL["simulation"]
-    settings["search_space"] = FL["search_space"]
-    settings["hpo"] = hpo
-    return as_json(settings)
+    return as_json(federated_study_config(config, engine=wildcards.fl_engine))
 
 
 def federated_stage_settings():

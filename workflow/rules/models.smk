@@ -58,18 +58,11 @@ rule cache_features:
         mem_mb=8000,
         runtime=240,
     params:
+        settings=cache_settings(),
         cache_dir=lambda wc, output: cache_root(output.summary),
-        backbone=BACKBONE,
         backbone_option=backbone_option,
-        model=as_json(config["model"]),
-        model_choices=cached_model_choices(),
-        maxlens=cached_maxlens(),
-        padding="on" if config["training"]["padding"] else "off",
-        labels=" ".join(config["target_labels"]),
         parts=cached_parts,
     shell:
-        "serhpo cache-features {input.split} --cache-dir {params.cache_dir} "
-        "--backbone {params.backbone} {params.backbone_option} "
-        "--model-params {params.model:q} --model-choices {params.model_choices:q} "
-        "--maxlen {params.maxlens} --padding {params.padding} "
-        "--parts {params.parts} --labels {params.labels} --summary {output.summary} > {log} 2>&1"
+        "serhpo cache-features {input.split} --config-json {params.settings:q} "
+        "--cache-dir {params.cache_dir} {params.backbone_option} "
+        "--parts {params.parts} --summary {output.summary} > {log} 2>&1"

@@ -370,7 +370,7 @@ def prepare_waveform(
 
     Example:
         >>> audio = prepare_waveform(Path("03a01Fa.wav"))  # doctest: +SKIP
-        >>> audio.sample_rate, audio.samples.ndim
+        >>> audio.sample_rate, audio.samples.ndim  # doctest: +SKIP
         (16000, 1)
     """
     checks = checks or AudioChecks()

@@ -17,6 +17,60 @@ import sys
 
 from serhpo.errors import UserError
 
+#: ``serhpo --help`` opens with this (plain text: argparse prints it as written).
+DESCRIPTION = """\
+serhpo: speech emotion recognition with pretrained speech models and
+hyper-parameter optimisation. Each stage of the Snakemake pipeline is also a
+command that runs on its own; \"serhpo STAGE --help\" lists its options and
+their defaults."""
+
+#: ... and ends with this (lines under 80 characters, for a terminal).
+EPILOG = """\
+examples:
+  # label recordings with a model the pipeline trained
+  serhpo predict results/final/optuna/model talk.wav --output labels.csv
+  # speaker-independent train / valid / test split of a prepared corpus
+  serhpo split results/manifests/emodb.csv emodb-split.csv --strategy speaker
+
+The whole pipeline runs with Snakemake (the demo: snakemake --profile
+profiles/demo). Read README.md first: "First commands", then one section per
+stage."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help that keeps descriptions' line breaks and names every option's default.
+
+    A default is appended as ``(default: ...)`` unless the help already names one, the option is
+    required, or there is nothing to show (no value, an empty list, an off flag); a list default
+    is written as it would be typed (``--parts train valid``), ``None`` in it as ``none``.
+
+    Example:
+        >>> parser = argparse.ArgumentParser(formatter_class=HelpFormatter)
+        >>> _ = parser.add_argument("--seed", type=int, default=0, help="random seed")
+        >>> "random seed (default: 0)" in parser.format_help()
+        True
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or not action.option_strings
+            or action.required
+            or default is None
+            or default is argparse.SUPPRESS
+            or isinstance(default, bool)
+            or default == []
+        ):
+            return text
+        if isinstance(default, list | tuple):
+            shown = " ".join("none" if value is None else str(value) for value in default)
+        else:
+            shown = str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
 #: stage name -> (module implementing it, one-line help)
 STAGES: dict[str, tuple[str, str]] = {
     "check-config": (
@@ -44,7 +98,7 @@ STAGES: dict[str, tuple[str, str]] = {
     ),
     "cache-features": ("serhpo.features", "compute the frozen parts' features once"),
     "train": ("serhpo.training", "train one configuration and print its validation scores"),
-    "hpo": ("serhpo.hpo.study", "run one engine's hyper-parameter study"),
+    "hpo": ("serhpo.tune", "run one engine's hyper-parameter study"),
     "retrain": ("serhpo.final", "retrain a study's best configuration on train + valid"),
     "evaluate": ("serhpo.evaluation", "score a model on a corpus: in-corpus test or zero-shot"),
     "cv-fold": (
@@ -70,11 +124,15 @@ STAGES: dict[str, tuple[str, str]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser with one sub-parser per available stage."""
-    parser = argparse.ArgumentParser(prog="serhpo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="serhpo", description=DESCRIPTION, epilog=EPILOG, formatter_class=HelpFormatter
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
     for name, (module_name, help_text) in STAGES.items():
-        stage_parser = sub.add_parser(name, help=help_text, description=help_text)
+        stage_parser = sub.add_parser(
+            name, help=help_text, description=help_text, formatter_class=HelpFormatter
+        )
         stage_parser.set_defaults(_module=module_name, _stage=name)
     return parser
 

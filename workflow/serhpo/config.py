@@ -17,15 +17,24 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import yaml
 
 from serhpo.errors import UserError
+
+if TYPE_CHECKING:  # the settings classes import torch and numpy; this module stays light
+    from serhpo.federated.settings import FederatedSettings
+    from serhpo.hpo.settings import HpoSettings
+    from serhpo.hpo.space import SearchSpace
+    from serhpo.training import TrainingConfig
 
 #: The schema shipped with the workflow.
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
@@ -35,6 +44,96 @@ def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
     """Read the config schema."""
     with open(path) as stream:
         return yaml.safe_load(stream)
+
+
+@functools.cache
+def _shipped_schema() -> dict[str, Any]:
+    return load_schema()
+
+
+def schema_node(key: str) -> dict[str, Any]:
+    """The shipped schema's entry for a dotted config key (a copy).
+
+    Example:
+        >>> schema_node("training.maxlen")["minimum"]
+        400
+    """
+    node: Any = _shipped_schema()
+    for part in key.split("."):
+        properties = node.get("properties", {})
+        if part not in properties:
+            raise KeyError(f"the schema has no key {key!r} (no {part!r})")
+        node = properties[part]
+    return copy.deepcopy(node)
+
+
+def schema_default(key: str) -> Any:
+    """The shipped schema's default of a dotted config key: the one place defaults live.
+
+    Example:
+        >>> schema_default("training.lr")
+        0.0001
+        >>> sorted(schema_default("search_space"))
+        ['epochs', 'lr', 'maxlen', 'unfreeze']
+    """
+    return schema_node(key)["default"]
+
+
+def _types(node: Mapping[str, Any]) -> set[str]:
+    kind = node.get("type", ())
+    return {kind} if isinstance(kind, str) else set(kind)
+
+
+def coerce(value: Any, node: Mapping[str, Any]) -> Any:
+    """Give values the plain types the schema names, where the meaning cannot change.
+
+    HPO engines hand over numpy scalars, floats for integers (``5.0``) and integers for
+    numbers; ``serhpo train --param maxlen=none`` gives the string ``none`` and
+    ``--param lr=3e-3`` the string ``3e-3`` (YAML 1.1 wants a dot). This is the one
+    conversion: by the schema's ``type`` of each key, nested mappings included. Keys whose type
+    admits a string (a search space entry) are left as they are; validation judges the rest.
+
+    Example:
+        >>> coerce({"maxlen": 48000.0, "lr": 1, "grad_clip": "none"}, schema_node("training"))
+        {'maxlen': 48000, 'lr': 1.0, 'grad_clip': None}
+    """
+    if hasattr(value, "item") and type(value).__module__ == "numpy":
+        value = value.item()
+    if isinstance(value, Mapping):
+        properties = node.get("properties", {})
+        extra = node.get("additionalProperties")
+        return {
+            key: coerce(item, properties.get(key, extra if isinstance(extra, Mapping) else {}))
+            for key, item in value.items()
+        }
+    types = _types(node)
+    if not types or types & {"string", "object", "array"}:
+        return value
+    if isinstance(value, str) and "null" in types and value.lower() in {"none", "null"}:
+        return None
+    if "boolean" in types and not isinstance(value, bool):
+        if isinstance(value, str) and value.lower() in _BOOLEAN_WORDS:
+            return _BOOLEAN_WORDS[value.lower()]
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and types & {"number", "integer"}:
+        try:  # text such as --param lr=3e-3, which YAML 1.1 reads as a string
+            value = float(value)
+        except ValueError:
+            return value
+    if "integer" in types and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if "number" in types and "integer" not in types and isinstance(value, int):
+        return float(value)
+    return value
+
+
+_BOOLEAN_WORDS = {
+    "true": True, "on": True, "yes": True, "1": True,
+    "false": False, "off": False, "no": False, "0": False,
+}  # fmt: skip
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -127,27 +226,61 @@ def with_defaults(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[
     return fill(copy.deepcopy(dict(config)), schema)
 
 
-def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
-    """Check ``config`` against the schema.
+def validate_config(
+    config: Mapping[str, Any],
+    schema: Mapping[str, Any],
+    *,
+    key: str = "",
+    fix: str = "Fix config.yaml (or the --configfile that sets it).",
+) -> None:
+    """Check ``config`` against the schema (or, with ``key``, one section against its entry).
+
+    Args:
+        config: the configuration, or the section at ``key``.
+        schema: the schema, or the section's entry in it.
+        key: the dotted key of the section, named in the messages.
+        fix: what the message tells the user to do.
 
     Raises:
         UserError: naming the key, the value found and what is allowed.
+
+    Example:
+        >>> validate_config({"maxlen": 100}, schema_node("training"), key="training")
+        ... # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        serhpo.errors.UserError: config key training.maxlen: 100 is less than the minimum of 400...
     """
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if not errors:
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    lines = [
+        f"config key {'.'.join([*([key] if key else []), *path])}: found {value}; expected a "
+        "finite number (JSON has no NaN or infinity)."
+        for path, value in _non_finite(config)
+    ]
+    if not errors and not lines:
         return
-    lines = []
     for error in errors[:5]:
-        key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+        where = ".".join([*([key] if key else []), *(str(part) for part in error.absolute_path)])
+        where = where or "(top level)"
         if error.validator == "additionalProperties":
             allowed = f"the keys {sorted(error.schema.get('properties', {}))}"
         else:
             allowed = error.schema.get("description", "")
         lines.append(
-            f"config key {key}: {error.message}." + (f" Allowed: {allowed}" if allowed else "")
+            f"config key {where}: {error.message}." + (f" Allowed: {allowed}" if allowed else "")
         )
-    raise UserError("\n".join(lines) + "\nFix config.yaml (or the --configfile that sets it).")
+    raise UserError("\n".join(lines) + "\n" + fix)
+
+
+def _non_finite(value: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], float]]:
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(path, value)]
+    if isinstance(value, Mapping):
+        return [hit for k, v in value.items() for hit in _non_finite(v, (*path, str(k)))]
+    if isinstance(value, list):
+        return [hit for i, v in enumerate(value) for hit in _non_finite(v, (*path, str(i)))]
+    return []
 
 
 def load_config(paths: Sequence[Path], *, schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
@@ -157,7 +290,7 @@ def load_config(paths: Sequence[Path], *, schema_path: Path = SCHEMA_PATH) -> di
 
     Example:
         >>> config = load_config([Path("config.yaml")])  # doctest: +SKIP
-        >>> config["split"]["strategy"]
+        >>> config["split"]["strategy"]  # doctest: +SKIP
         'stratified'
     """
     merged: dict[str, Any] = {}
@@ -340,11 +473,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 def read_stage_config(
     files: Sequence[Path], config_json: str | None = None, *, schema_path: Path = SCHEMA_PATH
 ) -> dict[str, Any]:
-    """Merge a stage's ``--config`` files and ``--config-json``, fill defaults, check what is set.
+    """Merge a stage's ``--config`` files and ``--config-json``, and complete them.
 
-    A ``null`` in a later file removes the entry (:func:`drop_nulls`). Only the top-level keys
-    that were given are validated, since a stage needs only some of
-    them (a study needs no ``corpora``); defaults fill the rest.
+    A ``null`` in a later file removes the entry (:func:`drop_nulls`). The JSON a rule passes
+    holds only the keys its stage reads; :func:`complete_config` fills the rest from the
+    schema's defaults and validates.
 
     Raises:
         UserError: a missing or unreadable file, bad JSON, or a key the schema rejects.
@@ -367,11 +500,267 @@ def read_stage_config(
         if not isinstance(extra, Mapping):
             raise UserError(f"--config-json: found {type(extra).__name__}; expected a JSON object.")
         merged = deep_merge(merged, extra)
-    schema = load_schema(schema_path)
-    merged = drop_nulls(merged, schema)
-    completed = with_defaults(merged, schema)
-    validate_config({key: completed[key] for key in merged}, schema)
+    return complete_config(merged, schema_path=schema_path)
+
+
+def complete_config(
+    config: Mapping[str, Any], *, schema_path: Path = SCHEMA_PATH
+) -> dict[str, Any]:
+    """A (partial) config with its nulls dropped, defaults filled, types made plain, validated.
+
+    A stage's JSON may hold only some keys; every other key gets the schema's default. The
+    corpus list is checked only when it names corpora (a study needs none).
+
+    Raises:
+        UserError: naming the key the schema rejects.
+
+    Example:
+        >>> complete_config({"training": {"maxlen": 32000.0}})["training"]["maxlen"]
+        32000
+        >>> complete_config({})["backbone"]["name"]
+        'wav2vec2'
+    """
+    schema = _shipped_schema() if schema_path == SCHEMA_PATH else load_schema(schema_path)
+    given = drop_nulls(config, schema)
+    completed = coerce(with_defaults(given, schema), schema)
+    # No corpora: a stage that reads none (a study); ``load_config`` requires them.
+    validate_config(
+        {key: value for key, value in completed.items() if key != "corpora" or value}, schema
+    )
     return completed
+
+
+def section_values(key: str, values: Mapping[str, Any], *, fix: str) -> dict[str, Any]:
+    """One section's values (a trial's training keys, say) completed and validated like config.
+
+    Args:
+        key: the section's dotted config key (``training``, ``federated.training``).
+        values: some of its keys; the schema's defaults fill the others.
+        fix: what an error message tells the user to do.
+
+    Raises:
+        UserError: naming the key, the value found and what is allowed.
+
+    Example:
+        >>> section_values("training", {"lr": 1, "epochs": 3.0}, fix="")["epochs"]
+        3
+    """
+    node = schema_node(key)
+    completed = coerce(with_defaults(dict(values), node), node)
+    validate_config(completed, node, key=key, fix=fix)
+    return completed
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where a stage finds the feature cache and the pretrained model.
+
+    Attributes:
+        cache_dir: config ``features.cache_dir``.
+        backbone_dir: config ``backbone.dir`` (None: fetched or built by the workflow).
+    """
+
+    cache_dir: Path
+    backbone_dir: Path | None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A completed config as frozen typed settings; no field has a default of its own.
+
+    Attributes:
+        seed: config ``seed``.
+        target_labels: config ``target_labels``.
+        backbone: the model family, config ``backbone.name``.
+        model: the family's fixed parameters, config ``model``.
+        training: config ``training``.
+        search_space: config ``search_space``, parsed.
+        hpo: config ``hpo`` for one engine (None when :func:`settings` got no engine).
+        federated: config ``federated.training``.
+        federated_search_space: config ``federated.search_space``, parsed.
+        paths: config ``features.cache_dir`` and ``backbone.dir``.
+        config: the completed mapping itself, for the keys read as plain data.
+    """
+
+    seed: int
+    target_labels: tuple[str, ...]
+    backbone: str
+    model: dict[str, Any]
+    training: TrainingConfig
+    search_space: SearchSpace
+    hpo: HpoSettings | None
+    federated: FederatedSettings
+    federated_search_space: SearchSpace
+    paths: Paths
+    config: dict[str, Any]
+
+
+def settings(config: Mapping[str, Any], *, engine: str | None = None) -> Settings:
+    """Turn a config mapping, whole or partial, into frozen typed settings.
+
+    The one way from config to typed values: defaults come from the schema, validation is
+    the schema's (jsonschema, as Snakemake's ``validate``), then the checks it cannot express
+    (a search space's bounds, a study that would never stop). The settings classes
+    (:class:`~serhpo.training.TrainingConfig`, :class:`~serhpo.hpo.settings.HpoSettings`,
+    :class:`~serhpo.federated.settings.FederatedSettings`) have no defaults or checks.
+
+    Args:
+        config: a config (``read_stage_config``'s, Snakemake's, or any part of one).
+        engine: the HPO engine whose study settings to build (None: no ``hpo`` settings).
+
+    Raises:
+        UserError: naming the key, the value found and what is allowed.
+
+    Example:
+        >>> typed = settings({"training": {"lr": 0.001}}, engine="optuna")
+        >>> typed.training.lr, typed.training.maxlen, typed.hpo.n_trials
+        (0.001, 48000, 15)
+    """
+    from serhpo.federated.settings import FederatedSettings
+    from serhpo.hpo.space import SearchSpace
+    from serhpo.training import TrainingConfig
+
+    completed = complete_config(config)
+    return Settings(
+        seed=completed["seed"],
+        target_labels=tuple(completed["target_labels"]),
+        backbone=completed["backbone"]["name"],
+        model=dict(completed["model"]),
+        training=TrainingConfig(**completed["training"]),
+        search_space=SearchSpace.from_config(completed["search_space"], key="search_space"),
+        hpo=None if engine is None else hpo_settings(completed, engine=engine),
+        federated=FederatedSettings(**completed["federated"]["training"]),
+        federated_search_space=SearchSpace.from_config(
+            completed["federated"]["search_space"], key="federated.search_space"
+        ),
+        paths=Paths(
+            cache_dir=Path(completed["features"]["cache_dir"]),
+            backbone_dir=Path(completed["backbone"]["dir"])
+            if completed["backbone"]["dir"]
+            else None,
+        ),
+        config=completed,
+    )
+
+
+#: Trial parameters that change what the feature cache stores: the preprocessing (``maxlen``,
+#: ``padding``) and whisper's ``window`` (one embedding per utterance and window).
+CACHED_PARAMS: tuple[str, ...] = ("maxlen", "padding", "window")
+
+
+def cache_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``cache_features`` reads of a completed config: the JSON its rule passes.
+
+    The same keys the studies read for their preprocessing (``training.maxlen``,
+    ``training.padding``, the search space's :data:`CACHED_PARAMS`, the family and its fixed
+    parameters), so the cache is planned from the very values the trials ask for; editing
+    any other key (a learning rate) does not rerun it.
+
+    Example:
+        >>> cache_config(complete_config({}))["training"]
+        {'maxlen': 48000, 'padding': True}
+    """
+    training = {key: config["training"][key] for key in ("maxlen", "padding")}
+    space = {
+        key: config["search_space"][key] for key in CACHED_PARAMS if key in config["search_space"]
+    }
+    # Pinned as the trials read it: keeps the space non-empty without another parameter in it.
+    space.setdefault("padding", training["padding"])
+    return {
+        "target_labels": config["target_labels"],
+        "backbone": {"name": config["backbone"]["name"]},
+        "model": config["model"],
+        "training": training,
+        "search_space": space,
+    }
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    """What ``cache_features`` computes before the studies: exactly what trials will read.
+
+    Attributes:
+        maxlens: the ``maxlen`` values (the search space's choices, its pinned value, or
+            ``training.maxlen``); empty when the space draws ``maxlen`` from a range, since
+            each trial then asks for its own value and computes it on demand.
+        paddings: the ``padding`` values likewise.
+        model_choices: family parameters of :data:`CACHED_PARAMS` that the search space
+            names, with their values, or that ``model`` fixes (whisper's ``window``).
+    """
+
+    maxlens: tuple[int | None, ...]
+    paddings: tuple[bool, ...]
+    model_choices: dict[str, list[Any]]
+
+
+def cache_plan(typed: Settings) -> CachePlan:
+    """Plan the feature cache from a config's settings (:func:`settings`).
+
+    Example:
+        >>> plan = cache_plan(settings({"search_space": {"lr": 0.001, "maxlen":
+        ...     {"type": "int", "low": 16000, "high": 48000}}}))
+        >>> plan.maxlens, plan.paddings
+        ((), (True,))
+    """
+    space = typed.search_space
+
+    def values(name: str, fixed: Any) -> tuple[Any, ...]:
+        if name not in space.names:
+            return (fixed,)
+        param = space[name]
+        return tuple(param.choices or ()) if param.is_categorical else ()
+
+    choices: dict[str, list[Any]] = {}
+    for name in CACHED_PARAMS:
+        if name in ("maxlen", "padding"):
+            continue
+        if name in space.names and space[name].is_categorical:
+            choices[name] = list(space[name].choices or ())
+        elif name in typed.model:  # fixed for every trial (named in the cache's summary)
+            choices[name] = [typed.model[name]]
+    return CachePlan(
+        maxlens=values("maxlen", typed.training.maxlen),
+        paddings=values("padding", typed.training.padding),
+        model_choices=choices,
+    )
+
+
+def hpo_settings(config: Mapping[str, Any], *, engine: str) -> HpoSettings:
+    """``settings(config, engine=engine).hpo`` without the rest (nor torch, which it imports).
+
+    Raises:
+        UserError: naming the key, the value found and what is allowed.
+
+    Example:
+        >>> hpo_settings({"hpo": {"grid_budget": "full"}}, engine="grid").n_trials is None
+        True
+    """
+    from serhpo.hpo.settings import (
+        ENGINE_NAMES,
+        HpoSettings,
+        MultiObjectiveSettings,
+        PruningSettings,
+    )
+
+    completed = complete_config(config)
+    if engine not in ENGINE_NAMES:
+        raise UserError(f"engine {engine!r} is unknown; expected one of {', '.join(ENGINE_NAMES)}.")
+    hpo = completed["hpo"]
+    full_grid = engine == "grid" and hpo["grid_budget"] == "full"  # the paper's baseline
+    return HpoSettings(
+        engine=engine,
+        seed=completed["seed"],
+        n_trials=None if full_grid else hpo["n_trials"],
+        time_budget_min=hpo["time_budget_min"],
+        n_sobol=hpo["n_sobol"],
+        n_startup_trials=hpo["n_startup_trials"],
+        grid_points=hpo["grid_points"],
+        pruning=PruningSettings(
+            **hpo["pruning"], n_classes=len(completed["target_labels"]), step="epoch"
+        ),
+        multi_objective=MultiObjectiveSettings(**hpo["multi_objective"]),
+        n_workers=hpo["n_workers"],
+    ).checked()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -35,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -46,21 +47,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
 from serhpo.config import add_config_arguments, read_stage_config
 from serhpo.data import Preprocessing, SplitData, check_labels, utterances_of
 from serhpo.errors import UserError
 from serhpo.features import FeatureCache
+from serhpo.hpo.study_files import read_best
 from serhpo.metrics import balanced_accuracy
+from serhpo.objective import config_seed, family_settings, training_data, trial_params
 from serhpo.splits import inner_speaker_folds, parse_folds
-from serhpo.training import (
-    TrainingData,
-    family_settings,
-    fit,
-    predict_logits,
+from serhpo.trainer import fit, predict_logits, torch_settings
+from serhpo.trial import (
+    EpochReporter,
+    LazyObjective,
+    TrialResult,
+    TrialStatus,
+    failed_on_error,
+    never_prune,
 )
-from serhpo.trial import EpochReporter, TrialResult, TrialStatus, never_prune
 
 log = logging.getLogger(__name__)
 
@@ -224,11 +228,8 @@ def build_cv_objective(
         ... # doctest: +SKIP
         [0.71, 0.64, 0.69]
     """
-    backbone, cache_dir, backbone_dir = family_settings(
-        config, cache_dir=cache_dir, backbone_dir=backbone_dir
-    )
     inner_folds = inner_folds_setting(config) if inner_folds is None else inner_folds
-    seed = int(config.get("seed", 0))
+    seed = config_seed(config)
     splits = inner_fold_splits(
         split_csv,
         outer_fold=outer_fold,
@@ -237,12 +238,14 @@ def build_cv_objective(
         labels=config.get("target_labels"),
         root=root,
     )
-    cache = FeatureCache(cache_dir, backbone=backbone, progress=True)
+    backbone, cache_dir, _ = family_settings(config, cache_dir=cache_dir)
+    cache = FeatureCache(cache_dir, backbone=backbone, progress=True)  # one for every fold
     folds = [
-        TrainingData(split=split, cache=cache, backbone=backbone, backbone_dir=backbone_dir)
+        training_data(
+            config, split=split, cache=cache, cache_dir=cache_dir, backbone_dir=backbone_dir
+        )
         for split in splits
     ]
-    defaults = {**dict(config.get("model") or {}), **dict(config.get("training") or {})}
     log.info(
         "outer fold %d: %d inner folds of %d training speakers",
         outer_fold,
@@ -251,7 +254,7 @@ def build_cv_objective(
     )
 
     def objective(params: dict[str, Any], report: EpochReporter = never_prune) -> TrialResult:
-        merged = {**defaults, **params}
+        merged = trial_params(config, params)
         scores: list[float] = []
         running: list[float] = []
         extra: dict[str, Any] = {"fold_values": scores, "seconds_train": 0.0, "epochs_run": 0}
@@ -264,17 +267,11 @@ def build_cv_objective(
             )
 
         for number, data in enumerate(folds):
-            try:
-                outcome = fit(merged, data, seed=seed)
-            except UserError:
-                raise
-            except Exception as error:  # the study goes on; the reason names the fold
-                log.exception("inner fold %d with params %s raised", number, params)
-                return result(
-                    TrialStatus.FAILED,
-                    f"inner fold {number}: raised {type(error).__name__}: {error}",
-                )
-            fold_result = outcome.result
+            # A fold that raises fails the trial ("inner fold 2: raised ..."); the study goes on.
+            fold_result = failed_on_error(
+                lambda data=data: fit(merged, data, seed=seed).result,
+                what=f"inner fold {number} with params {params}",
+            )
             extra["seconds_train"] += float(fold_result.extra.get("seconds_train", 0.0))
             extra["epochs_run"] += int(fold_result.extra.get("epochs_run", 0))
             if fold_result.status == TrialStatus.FAILED:
@@ -291,6 +288,37 @@ def build_cv_objective(
 
     objective.folds = folds  # type: ignore[attr-defined]  # for callers and tests
     return objective
+
+
+def cv_objective(
+    config: Mapping[str, Any],
+    *,
+    split_csv: Path,
+    outer_fold: int,
+    inner_folds: int | str | None = None,
+    cache_dir: Path | None = None,
+    backbone_dir: Path | None = None,
+    root: Path | None = None,
+) -> LazyObjective:
+    """:func:`build_cv_objective` for ``serhpo hpo --outer-fold``, loaded on its first trial.
+
+    Picklable: each worker process of the fold's study loads its inner folds once.
+
+    Example:
+        >>> objective = cv_objective(config, split_csv=split, outer_fold=0)  # doctest: +SKIP
+    """
+    return LazyObjective(
+        functools.partial(
+            build_cv_objective,
+            dict(config),
+            split_csv=split_csv,
+            outer_fold=outer_fold,
+            inner_folds=inner_folds,
+            cache_dir=cache_dir,
+            backbone_dir=backbone_dir,
+            root=root,
+        )
+    )
 
 
 # ---------------------------------------------------------------- retrain and score a fold
@@ -327,24 +355,12 @@ def retrain_and_score_fold(
         >>> summary["held_out_speakers"]  # doctest: +SKIP
         ['03', '10']
     """
-    backbone, cache_dir, backbone_dir = family_settings(
-        config, cache_dir=cache_dir, backbone_dir=backbone_dir
-    )
-    seed = int(config.get("seed", 0))
+    seed = config_seed(config)
     split = outer_fold_split(
         split_csv, outer_fold=outer_fold, labels=config.get("target_labels"), root=root
     )
-    data = TrainingData(
-        split=split,
-        cache=FeatureCache(cache_dir, backbone=backbone, progress=True),
-        backbone=backbone,
-        backbone_dir=backbone_dir,
-    )
-    params = {
-        **dict(config.get("model") or {}),
-        **dict(config.get("training") or {}),
-        **dict(best["params"]),
-    }
+    data = training_data(config, split=split, cache_dir=cache_dir, backbone_dir=backbone_dir)
+    params = trial_params(config, best["params"])
     outcome = fit(params, data, seed=seed, train_part="train", valid_part=None)
     if outcome.result.status == TrialStatus.FAILED:
         raise UserError(
@@ -365,13 +381,8 @@ def retrain_and_score_fold(
         from serhpo.normalisation import normalise_items
 
         items = normalise_items(items, held_out, mode=mode, sequence=feature.sequence)
-    previous_threads = torch.get_num_threads()
-    if outcome.config.threads is not None:
-        torch.set_num_threads(outcome.config.threads)
-    try:
+    with torch_settings(threads=outcome.config.threads):
         logits = predict_logits(model, items, batch_size=outcome.config.eval_batch_size)
-    finally:
-        torch.set_num_threads(previous_threads)
     probabilities = torch.softmax(logits, dim=1).numpy()
     predicted = probabilities.argmax(axis=1)
     labels = split.labels
@@ -423,7 +434,7 @@ def run(args: argparse.Namespace) -> int:
     config = read_stage_config(args.config, args.config_json)
     predictions, summary = retrain_and_score_fold(
         config,
-        best=read_best(args.best),
+        best=read_best(args.best, rule="hpo_cv"),
         split_csv=args.split,
         outer_fold=args.fold,
         engine=args.engine,
@@ -444,33 +455,6 @@ def run(args: argparse.Namespace) -> int:
         summary["n_test"],
     )
     return 0
-
-
-def read_best(path: Path) -> dict[str, Any]:
-    """An outer fold study's best.yaml (``params`` and ``value`` checked).
-
-    (Not :func:`serhpo.final.read_best`: the hpo stage imports this module, and its
-    environment lacks what serhpo.final imports.)
-
-    Example:
-        >>> read_best(Path("results/hpo/optuna/fold-0/best.yaml"))["params"]  # doctest: +SKIP
-        {'lr': 0.0123, 'epochs': 17}
-    """
-    path = Path(path)
-    try:
-        best = yaml.safe_load(path.read_text()) if path.is_file() else None
-    except yaml.YAMLError as error:
-        raise UserError(f"{path} is not valid YAML ({error}); rerun the hpo_cv rule.") from None
-    if (
-        not isinstance(best, dict)
-        or not isinstance(best.get("params"), dict)
-        or "value" not in best
-    ):
-        raise UserError(
-            f"{path} is missing or lacks params and value; expected the best.yaml of an outer "
-            "fold's study (results/hpo/<engine>/fold-<fold>/best.yaml). Run the hpo_cv rule."
-        )
-    return best
 
 
 def _plain(value: Any) -> Any:

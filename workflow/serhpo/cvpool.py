@@ -243,7 +243,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``serhpo cv-pool``."""
     parser.add_argument("--predictions", nargs="+", type=Path, required=True, help="fold CSVs")
     parser.add_argument("--summaries", nargs="+", type=Path, required=True, help="fold JSONs")
-    parser.add_argument("--engine", required=True)
+    parser.add_argument("--engine", required=True, help="the HPO engine whose folds are pooled")
     parser.add_argument("--folds", type=parse_folds, required=True, help="split.folds: k or loso")
     parser.add_argument("--out", type=Path, required=True, help="folder for the pooled files")
     add_config_arguments(parser)

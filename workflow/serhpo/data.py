@@ -6,10 +6,11 @@ root), ``corpus``, ``speaker``, ``label``, ``num_samples``, ``part``
 (train / valid / test) and optionally ``fold``.
 
 Example:
-    >>> data = load_split(Path("results/splits/emodb.csv"), parts=("train", "valid"))
-    >>> prep = Preprocessing(maxlen=48000, padding=True)
-    >>> waveform, valid = prep.apply(read_waveform(data.parts["train"][0].path))
-    >>> waveform.shape, valid
+    >>> data = load_split(Path("results/splits/emodb.csv"),
+    ...                   parts=("train", "valid"))  # doctest: +SKIP
+    >>> prep = Preprocessing(maxlen=48000, padding=True)  # doctest: +SKIP
+    >>> waveform, valid = prep.apply(read_waveform(data.parts["train"][0].path))  # doctest: +SKIP
+    >>> waveform.shape, valid  # doctest: +SKIP
     (torch.Size([48000]), 41230)
 """
 
@@ -25,7 +26,6 @@ import soundfile
 import torch
 
 from serhpo.errors import UserError
-from serhpo.models.base import FeatureItem
 
 #: Sample rate of every prepared file.
 SAMPLE_RATE = 16000
@@ -34,6 +34,25 @@ SAMPLE_RATE = 16000
 REQUIRED_COLUMNS = ("utterance_id", "path", "corpus", "speaker", "label", "part")
 
 PARTS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class FeatureItem:
+    """The frozen computation's output for one utterance.
+
+    Attributes:
+        values: a tensor; ``(frames, dim)`` for frame sequences (log-Mel, conv features),
+            ``(dim,)`` for utterance-level vectors (functionals, pooled encoder outputs),
+            any other shape a family's trainable part understands. Stored as float32
+            (or float16 where a family chooses to save space); the trainer converts to
+            float32.
+        valid_frames: how many leading frames along the first axis come from real
+            audio; the rest come from zero-padding (``maxlen`` with padding on) and are
+            masked by the trainable part. For vectors, ``1``.
+    """
+
+    values: torch.Tensor
+    valid_frames: int
 
 
 @dataclass(frozen=True)
@@ -79,7 +98,7 @@ class SplitData:
         """Class indices of a part's utterances, int64.
 
         Example:
-            >>> data.targets("valid")[:3]
+            >>> data.targets("valid")[:3]  # doctest: +SKIP
             array([0, 4, 2])
         """
         return np.array([self.label_index[u.label] for u in self.parts[part]], dtype=np.int64)
@@ -110,8 +129,9 @@ def load_split(
         UserError: missing columns or files, unknown labels, an empty part.
 
     Example:
-        >>> data = load_split(Path("results/splits/emodb.csv"), labels=["anger", "sadness"])
-        >>> sorted(data.parts)
+        >>> data = load_split(Path("results/splits/emodb.csv"),
+        ...                   labels=["anger", "sadness"])  # doctest: +SKIP
+        >>> sorted(data.parts)  # doctest: +SKIP
         ['train', 'valid']
     """
     split_csv = Path(split_csv)
@@ -230,7 +250,7 @@ def read_waveform(path: Path) -> torch.Tensor:
         UserError: when the file is not mono 16 kHz (it was not prepared).
 
     Example:
-        >>> read_waveform(Path("resources/corpora/emodb/16k/03a01Fa.wav")).dtype
+        >>> read_waveform(Path("resources/corpora/emodb/16k/03a01Fa.wav")).dtype  # doctest: +SKIP
         torch.float32
     """
     samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)

@@ -33,8 +33,8 @@ and no reader ever sees half a file; two writers of one entry both leave a valid
 Entries are saved with ``torch.save`` and read with ``torch.load(weights_only=True)``.
 
 Example:
-    >>> cache = FeatureCache(Path("results/features"), backbone="logmel")
-    >>> items = cache.get_many(model.frozen_feature("train"), data.parts["train"],
+    >>> cache = FeatureCache(Path("results/features"), backbone="logmel")  # doctest: +SKIP
+    >>> items = cache.get_many(model.frozen_feature("train"), data.parts["train"],  # doctest: +SKIP
     ...                        Preprocessing(maxlen=48000, padding=True))
 """
 
@@ -53,15 +53,20 @@ from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import torch
 from tqdm import tqdm
 
-from serhpo.data import Preprocessing, Utterance, load_split, read_waveform
+from serhpo.config import (
+    add_config_arguments,
+    cache_plan,
+    read_stage_config,
+    settings,
+)
+from serhpo.data import FeatureItem, Preprocessing, Utterance, load_split, read_waveform
 from serhpo.errors import UserError
 from serhpo.files import honour_umask
-from serhpo.models.base import FeatureItem, FrozenFeature, fingerprint_of
+from serhpo.models.base import FrozenFeature
 
 log = logging.getLogger(__name__)
 
@@ -79,23 +84,6 @@ class NonFiniteFeatureError(ValueError):
     The trainer records the trial as failed with this message (it names the utterance,
     its file and the feature), not as a diverged training run.
     """
-
-
-class WaveformFeature(FrozenFeature):
-    """The identity: the preprocessed waveform itself, ``(num_samples,)`` float32.
-
-    For stages whose trainable part starts at the waveform (e.g. wav2vec2 with its conv
-    feature extractor fine-tuned too). Caching it saves decoding and preprocessing only.
-    """
-
-    name: ClassVar[str] = "waveform"
-    sequence: ClassVar[bool] = True
-
-    def fingerprint(self) -> str:
-        return fingerprint_of(kind="waveform", version=1)
-
-    def compute(self, waveform: torch.Tensor, *, valid_samples: int) -> FeatureItem:
-        return FeatureItem(values=waveform.detach().clone(), valid_frames=valid_samples)
 
 
 @dataclass
@@ -124,9 +112,10 @@ class FeatureCache:
         progress: show a tqdm bar while computing missing entries.
 
     Example:
-        >>> cache = FeatureCache(Path("results/features"), backbone="logmel")
-        >>> item = cache.get(feature, utterance, Preprocessing(maxlen=32000, padding=False))
-        >>> cache.stats.computed
+        >>> cache = FeatureCache(Path("results/features"), backbone="logmel")  # doctest: +SKIP
+        >>> item = cache.get(feature, utterance,
+        ...                  Preprocessing(maxlen=32000, padding=False))  # doctest: +SKIP
+        >>> cache.stats.computed  # doctest: +SKIP
         1
     """
 
@@ -195,8 +184,9 @@ class FeatureCache:
         """The features of ``utterances`` in order, computing only the missing entries.
 
         Example:
-            >>> items = cache.get_many(feature, data.parts["valid"], Preprocessing(maxlen=None))
-            >>> len(items) == len(data.parts["valid"])
+            >>> items = cache.get_many(feature, data.parts["valid"],
+            ...                        Preprocessing(maxlen=None))  # doctest: +SKIP
+            >>> len(items) == len(data.parts["valid"])  # doctest: +SKIP
             True
         """
         entries = [self._entry(feature, u, preprocessing) for u in utterances]
@@ -535,7 +525,7 @@ def cache_features(
 
     Example:
         >>> cache_features(Path("results/splits/emodb.csv"), cache_dir=Path("results/features"),
-        ...                backbone="logmel", maxlens=[32000, 48000])["computed"]
+        ...                backbone="logmel", maxlens=[32000, 48000])["computed"]  # doctest: +SKIP
         856
     """
     import itertools
@@ -594,77 +584,58 @@ def cache_features(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``serhpo cache-features``."""
+    """Options of ``serhpo cache-features``.
+
+    What to compute comes from config (``--config``/``--config-json``, the rule's JSON of
+    :func:`serhpo.config.cache_config`), planned by :func:`serhpo.config.cache_plan` from the
+    same settings the studies read.
+    """
     parser.add_argument("split_csv", type=Path, help="the split CSV (results/splits/{corpus}.csv)")
+    add_config_arguments(parser)
     parser.add_argument(
-        "--cache-dir", type=Path, default=Path("results/features"), help="cache root"
-    )
-    parser.add_argument(
-        "--backbone", required=True, help="model family: logmel, egemaps, wav2vec2, whisper"
+        "--cache-dir", type=Path, help="cache root; overrides config features.cache_dir"
     )
     parser.add_argument("--backbone-dir", type=Path, help="the pretrained model's folder")
     parser.add_argument(
-        "--model-params",
-        type=json.loads,
-        default={},
-        help="the family's parameters as JSON, e.g. '{\"n_mels\": 64}'",
-    )
-    parser.add_argument(
-        "--model-choices",
-        type=json.loads,
-        default={},
-        help="family parameters the search space varies, each with its values, as JSON; "
-        'every combination is cached, e.g. \'{"window": ["30s", "utterance"]}\'',
-    )
-    parser.add_argument(
-        "--maxlen",
+        "--parts",
         nargs="+",
-        type=_maxlen,
-        default=[None],
-        help="maxlen values in samples to precompute ('none' keeps whole utterances)",
-    )
-    parser.add_argument(
-        "--padding",
-        choices=["on", "off"],
-        default="on",
-        help="zero-pad utterances shorter than maxlen (the paper: on)",
-    )
-    parser.add_argument(
-        "--parts", nargs="+", default=["train", "valid"], choices=["train", "valid", "test"]
+        default=["train", "valid"],
+        choices=["train", "valid", "test"],
+        help="parts of the split to cache",
     )
     parser.add_argument("--stages", nargs="+", help="stages to cover (default: all)")
-    parser.add_argument("--labels", nargs="+", help="target labels in class order")
     parser.add_argument(
         "--summary", type=Path, help="write the summary JSON here (a Snakemake output)"
     )
 
 
-def _maxlen(text: str) -> int | None:
-    if text.lower() in {"none", "null", "0"}:
-        return None
-    try:
-        return int(float(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"maxlen must be a number of samples or 'none'; got {text!r}"
-        ) from None
-
-
 def run(args: argparse.Namespace) -> int:
-    """Run ``serhpo cache-features``: precompute, print the summary, optionally save it."""
-    summary = cache_features(
-        args.split_csv,
-        cache_dir=args.cache_dir,
-        backbone=args.backbone,
-        model_params=args.model_params,
-        model_choices=args.model_choices,
-        backbone_dir=args.backbone_dir,
-        maxlens=args.maxlen,
-        padding=args.padding == "on",
-        parts=args.parts,
-        stages=args.stages,
-        labels=args.labels,
-    )
+    """Run ``serhpo cache-features``: precompute, print the summary, optionally save it.
+
+    Example:
+        $ serhpo cache-features results/splits/emodb.csv --config config.yaml
+    """
+    typed = settings(read_stage_config(args.config, args.config_json))
+    plan = cache_plan(typed)
+    summary: dict = {"backbone": typed.backbone, "entries": [], "computed": 0, "loaded": 0}
+    for padding in plan.paddings:
+        part = cache_features(
+            args.split_csv,
+            cache_dir=args.cache_dir or typed.paths.cache_dir,
+            backbone=typed.backbone,
+            model_params=typed.model,
+            model_choices=plan.model_choices,
+            backbone_dir=args.backbone_dir or typed.paths.backbone_dir,
+            maxlens=plan.maxlens,
+            padding=padding,
+            parts=args.parts,
+            stages=args.stages,
+            labels=typed.target_labels,
+        )
+        summary["entries"] += part["entries"]
+        summary["computed"] += part["computed"]
+        summary["loaded"] += part["loaded"]
+        summary["utterances"] = part["utterances"]
     text = json.dumps(summary, indent=2)
     print(text)
     if args.summary:

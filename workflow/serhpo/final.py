@@ -15,7 +15,7 @@ seed, no early stopping; the ``test`` part is never read here) and writes::
                             original one; the embedded Whisper default is named (with its
                             checksum) in model.json's backbone_encoder instead
     results/final/{engine}/training.json
-                            epochs, losses, seconds, the parameters used
+                            epochs, the last epoch's loss, seconds, the parameters used
 
 :func:`load_final_model` reads such a folder back into a :class:`FinalModel`, which
 labels waveforms without a feature cache; :func:`pretrained_final_model` wraps the
@@ -29,56 +29,40 @@ Example:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import logging
-import math
-import shutil
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
-import serhpo
 from serhpo.audio import AudioChecks, Loudness
-from serhpo.backbones.speechbrain_io import check_finite, read_state_dict
 from serhpo.config import add_config_arguments, read_stage_config
-from serhpo.data import SAMPLE_RATE, Preprocessing, Utterance, load_split, read_waveform
+from serhpo.data import SAMPLE_RATE, FeatureItem, Preprocessing, Utterance, read_waveform
 from serhpo.errors import UserError
 from serhpo.features import FeatureCache
-from serhpo.models import build_model
-from serhpo.models.base import FeatureItem, SERModel
-from serhpo.training import (
-    FitOutcome,
-    TrainingData,
-    family_settings,
-    fit,
-    predict_logits,
+from serhpo.hpo.study_files import read_best
+from serhpo.model_io import (
+    METADATA_FILE,
+    RETRAIN_HINT,
+    audio_provenance,
+    finite_or_none,
+    load_model,
     save_model,
 )
+from serhpo.models.base import SERModel
+from serhpo.objective import config_seed, training_data, trial_params
+from serhpo.trainer import FitOutcome, fit, predict_logits, torch_settings
 from serhpo.trial import TrialStatus
 
 log = logging.getLogger(__name__)
 
-#: Identifies a model folder written by this module, and its layout's version.
-MODEL_FORMAT = "serhpo-model"
-MODEL_FORMAT_VERSION = 1
-METADATA_FILE = "model.json"
-WEIGHTS_FILE = "model.pt"
-LABEL_ENCODER_FILE = "label_encoder.txt"
-BACKBONE_SUBDIR = "backbone"
-
 #: The split parts the final model trains on; ``test`` is left for ``serhpo evaluate``.
 FINAL_PARTS: tuple[str, ...] = ("train", "valid")
-
-#: Keys best.yaml must hold (written by serhpo.hpo.trials_log.write_best).
-BEST_KEYS: tuple[str, ...] = ("engine", "trial", "params", "value", "metric")
-
 
 # ---------------------------------------------------------------- a trained model, ready to use
 
@@ -139,7 +123,7 @@ class FinalModel:
             ...     Path("results/features"), backbone=final.cache_name))  # doctest: +SKIP
         """
         feature = self.model.frozen_feature(self.model.stage)
-        with self._torch_threads():
+        with torch_settings(threads=self.threads):
             if cache is not None:
                 return cache.get_many(feature, utterances, self.preprocessing)
             items: list[FeatureItem] = []
@@ -164,20 +148,10 @@ class FinalModel:
         """
         if not items:
             return torch.empty(0, len(self.labels))
-        with self._torch_threads():
+        with torch_settings(threads=self.threads):
             return predict_logits(
                 self.model, items, stage=self.model.stage, batch_size=max(1, batch_size)
             )
-
-    @contextlib.contextmanager
-    def _torch_threads(self) -> Iterator[None]:
-        previous = torch.get_num_threads()
-        if self.threads is not None:
-            torch.set_num_threads(self.threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(previous)
 
     def logits(self, waveforms: Sequence[torch.Tensor], *, batch_size: int = 8) -> torch.Tensor:
         """Logits ``(len(waveforms), len(labels))`` of mono 16 kHz float32 waveforms.
@@ -192,10 +166,7 @@ class FinalModel:
         stage = self.model.stage
         feature = self.model.frozen_feature(stage)
         outputs = []
-        previous_threads = torch.get_num_threads()
-        if self.threads is not None:
-            torch.set_num_threads(self.threads)
-        try:
+        with torch_settings(threads=self.threads):
             for start in range(0, len(waveforms), batch_size):
                 prepared = [
                     self.preprocessing.apply(w.float())
@@ -209,8 +180,6 @@ class FinalModel:
                 outputs.append(
                     predict_logits(self.model, items, stage=stage, batch_size=len(items))
                 )
-        finally:
-            torch.set_num_threads(previous_threads)
         if not outputs:
             return torch.empty(0, len(self.labels))
         return torch.cat(outputs)
@@ -269,18 +238,7 @@ def load_final_model(directory: Path) -> FinalModel:
         ('anger', 'boredom')
     """
     directory = Path(directory)
-    metadata_path = directory / METADATA_FILE
-    if not metadata_path.is_file() or not (directory / WEIGHTS_FILE).is_file():
-        raise UserError(
-            f"{directory} is not a serhpo model folder: it lacks {METADATA_FILE} or "
-            f"{WEIGHTS_FILE}. Expected the output of `serhpo retrain` "
-            "(results/final/<engine>/model); run the retrain_final rule first."
-        )
-    metadata = read_model_metadata(metadata_path)
-    backbone_dir = model_backbone_dir(directory, metadata)
-    model = _rebuild_model(directory, metadata, backbone_dir=backbone_dir)
-    if metadata.get("backbone_encoder") and hasattr(model, "check_backbone_record"):
-        model.check_backbone_record(metadata["backbone_encoder"])
+    model, metadata = load_model(directory)
     preprocessing = metadata["preprocessing"]
     try:
         return FinalModel(
@@ -298,151 +256,9 @@ def load_final_model(directory: Path) -> FinalModel:
         )
     except (TypeError, ValueError) as error:
         raise UserError(
-            f"{metadata_path} has a bad preprocessing, audio_checks or loudness entry "
-            f"({type(error).__name__}: {error}). {_RETRAIN}"
+            f"{directory / METADATA_FILE} has a bad preprocessing, audio_checks or loudness entry "
+            f"({type(error).__name__}: {error}). {RETRAIN_HINT}"
         ) from None
-
-
-_RETRAIN = (
-    "Copy the model folder again from where it was written, or retrain it (serhpo retrain, "
-    "or rerun the retrain_final rule)."
-)
-
-#: What model.json must hold, with the type each value must have.
-_METADATA_KEYS: dict[str, type | tuple[type, ...]] = {
-    "backbone": str,
-    "labels": list,
-    "model_params": dict,
-    "stage": str,
-    "preprocessing": dict,
-}
-_PREPROCESSING_KEYS = ("sample_rate", "maxlen", "padding")
-
-
-def read_model_metadata(path: Path) -> dict[str, Any]:
-    """Read and check a model folder's ``model.json``.
-
-    Raises:
-        UserError: naming the file when it is not JSON, not written by ``serhpo retrain``,
-            or lacks a key (``labels``, ``backbone``, ``model_params``, ``stage``,
-            ``preprocessing``) or has one of the wrong type.
-
-    Example:
-        >>> read_model_metadata(Path("results/final/optuna/model/model.json"))["labels"][:1]
-        ... # doctest: +SKIP
-        ['anger']
-    """
-    path = Path(path)
-    try:
-        metadata = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(
-            f"{path} is not valid JSON ({type(error).__name__}: {error}); it is truncated or "
-            f"was edited by hand. {_RETRAIN}"
-        ) from None
-    if not isinstance(metadata, dict):
-        raise UserError(
-            f"{path} holds a JSON {type(metadata).__name__}, not an object; expected the "
-            f"model.json that `serhpo retrain` writes. {_RETRAIN}"
-        )
-    if metadata.get("format") != MODEL_FORMAT:
-        raise UserError(
-            f"{path} has format {metadata.get('format')!r}; expected {MODEL_FORMAT!r} "
-            "(written by `serhpo retrain`). Retrain the model with this version of serhpo."
-        )
-    problems = [
-        f"no {key!r}" if key not in metadata else f"{key!r} is not a {kind.__name__}"
-        for key, kind in _METADATA_KEYS.items()
-        if not isinstance(metadata.get(key), kind)
-    ]
-    labels = metadata.get("labels")
-    if isinstance(labels, list) and (
-        not labels
-        or not all(isinstance(label, str) and label for label in labels)
-        or len(set(labels)) != len(labels)
-    ):
-        problems.append(f"'labels' is {labels!r}, not a list of distinct label names")
-    preprocessing = metadata.get("preprocessing")
-    if isinstance(preprocessing, dict):
-        problems += [
-            f"no 'preprocessing.{key}'" for key in _PREPROCESSING_KEYS if key not in preprocessing
-        ]
-    if problems:
-        raise UserError(
-            f"{path} is incomplete: {'; '.join(problems)}. Expected the model.json that "
-            f"`serhpo retrain` writes (labels, backbone, model_params, stage, preprocessing). "
-            f"{_RETRAIN}"
-        )
-    return metadata
-
-
-def model_backbone_dir(directory: Path, metadata: Mapping[str, Any]) -> Path | None:
-    """The backbone folder a model folder's ``model.json`` names, checked to lie inside it.
-
-    ``None`` (no ``backbone_dir``) means the family's packaged default (the embedded Whisper)
-    or none at all (log-Mel, eGeMAPS).
-
-    Raises:
-        UserError: an absolute path, a path with ``..``, or a link that leads out of the
-            model folder: a model folder must carry its own backbone.
-
-    Example:
-        >>> model_backbone_dir(Path("model"), {"backbone_dir": "backbone"})  # doctest: +SKIP
-        PosixPath('/.../model/backbone')
-    """
-    value = metadata.get("backbone_dir")
-    if value is None or value == "":
-        return None
-    root = Path(directory).resolve()
-    resolved = (root / str(value)).resolve() if isinstance(value, str) else None
-    if (
-        resolved is None
-        or Path(value).is_absolute()
-        or not resolved.is_relative_to(root)
-        or (resolved == root)
-    ):
-        raise UserError(
-            f"{Path(directory) / METADATA_FILE} names the backbone folder {value!r}, which is "
-            f"not a folder inside the model folder {directory}"
-            + (f" (it leads to {resolved})" if resolved is not None else "")
-            + f". A model folder carries its own backbone ({BACKBONE_SUBDIR!r}, as `serhpo "
-            "retrain` writes it) or names none (the packaged default). Copy the backbone "
-            f"into {Path(directory) / BACKBONE_SUBDIR} and set backbone_dir to "
-            f"{BACKBONE_SUBDIR!r}, or retrain the model."
-        )
-    return resolved
-
-
-def _rebuild_model(
-    directory: Path, metadata: Mapping[str, Any], *, backbone_dir: Path | None
-) -> SERModel:
-    """The model ``model.json`` describes, with ``model.pt``'s weights; errors name the file."""
-    model = build_model(
-        metadata["backbone"],
-        num_classes=len(metadata["labels"]),
-        params=metadata["model_params"],
-        backbone_dir=backbone_dir,
-    )
-    weights = directory / WEIGHTS_FILE
-    state = read_state_dict(weights, fix=_RETRAIN)
-    check_finite(state, path=weights, fix=_RETRAIN)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        detail = " ".join(line.strip() for line in str(error).strip().splitlines()[:3])[:400]
-        raise UserError(
-            f"{weights} does not fit the model {directory / METADATA_FILE} describes "
-            f"({metadata['backbone']}, {len(metadata['labels'])} labels): {detail}. "
-            f"{_RETRAIN}"
-        ) from None
-    if metadata["stage"] not in model.stages:
-        raise UserError(
-            f"{directory / METADATA_FILE} names the stage {metadata['stage']!r}; the "
-            f"{metadata['backbone']} model has {list(model.stages)}. {_RETRAIN}"
-        )
-    model.set_stage(metadata["stage"])
-    model.eval()
-    return model
 
 
 def pretrained_final_model(
@@ -473,35 +289,6 @@ def pretrained_final_model(
 
 
 # ---------------------------------------------------------------- retraining
-
-
-def read_best(path: Path) -> dict[str, Any]:
-    """Read and check a study's best.yaml (engine, trial, params, value, metric).
-
-    Raises:
-        UserError: when the file is missing, not YAML, or lacks a key.
-
-    Example:
-        >>> read_best(Path("results/hpo/optuna/best.yaml"))["engine"]  # doctest: +SKIP
-        'optuna'
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(
-            f"best configuration {path} does not exist; expected the best.yaml of a finished "
-            "study. Run the hpo rule first (snakemake results/hpo/<engine>/best.yaml)."
-        )
-    try:
-        best = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise UserError(f"{path} is not valid YAML ({error}); rerun the hpo rule.") from None
-    missing = [key for key in BEST_KEYS if not isinstance(best, Mapping) or key not in best]
-    if missing or not isinstance(best["params"], Mapping):
-        raise UserError(
-            f"{path} lacks {missing or ['params as a mapping']}; expected the keys "
-            f"{list(BEST_KEYS)} as written by `serhpo hpo`. Rerun the hpo rule."
-        )
-    return dict(best)
 
 
 def retrain(
@@ -545,22 +332,17 @@ def retrain(
         >>> summary["parts"]  # doctest: +SKIP
         ['train', 'valid']
     """
-    backbone, cache_dir, backbone_dir = family_settings(
-        config, cache_dir=cache_dir, backbone_dir=backbone_dir
-    )
-    seed = int(config.get("seed", 0)) if seed is None else seed
-    params = {
-        **(config.get("model") or {}),
-        **(config.get("training") or {}),
-        **dict(best["params"]),
-    }
-    split = load_split(split_csv, parts=FINAL_PARTS, labels=config.get("target_labels"), root=root)
-    data = TrainingData(
-        split=split,
-        cache=FeatureCache(Path(cache_dir), backbone=backbone, progress=True),
-        backbone=backbone,
+    seed = config_seed(config) if seed is None else seed
+    params = trial_params(config, best["params"])
+    data = training_data(
+        config,
+        split=split_csv,
+        parts=FINAL_PARTS,
+        cache_dir=cache_dir,
         backbone_dir=backbone_dir,
+        root=root,
     )
+    split = data.split
     log.info(
         "retraining %s's best trial %s (validation %s %.4f) on %s: %s",
         best["engine"],
@@ -578,7 +360,6 @@ def retrain(
             "--seed, or pick another configuration from the study's trials.csv."
         )
     utterances = [u for part in FINAL_PARTS for u in split.parts[part]]
-    audio = config.get("audio") or {}
     provenance = {
         "engine": best["engine"],
         "hpo": {key: best[key] for key in ("trial", "value", "metric")},
@@ -588,17 +369,32 @@ def retrain(
             "parts": list(FINAL_PARTS),
             "n": len(utterances),
         },
-        "audio_checks": {
-            "min_duration_s": float(audio.get("min_duration_s", AudioChecks.min_duration_s)),
-            "silence_dbfs": float(audio.get("silence_dbfs", AudioChecks.silence_dbfs)),
-        },
-        # The level normalisation of its training audio: predict applies it to new files.
-        "loudness": dict(audio.get("loudness") or {}),
+        **audio_provenance(config),
     }
-    save_final_model(outcome, Path(model_dir), data=data, provenance=provenance)
+    save_model(outcome, Path(model_dir), data=data, provenance=provenance)
+    return _training_summary(
+        best,
+        outcome,
+        params=params,
+        backbone=data.backbone,
+        seed=seed,
+        utterances=utterances,
+        model_dir=model_dir,
+    )
+
+
+def _training_summary(
+    best: Mapping[str, Any],
+    outcome: FitOutcome,
+    *,
+    params: Mapping[str, Any],
+    backbone: str,
+    seed: int,
+    utterances: Sequence[Utterance],
+    model_dir: Path,
+) -> dict[str, Any]:
+    """What training.json holds: the study's choice, the training run and its data."""
     extra = outcome.result.extra
-    # Per-epoch losses when serhpo.training records them; it keeps only the last one today.
-    losses = getattr(outcome, "train_losses", None) or extra.get("train_losses")
     return {
         "engine": best["engine"],
         "trial": best["trial"],
@@ -607,7 +403,7 @@ def retrain(
         "backbone": backbone,
         "seed": seed,
         "params": dict(best["params"]),
-        "params_used": params,
+        "params_used": dict(params),
         "training": dataclasses.asdict(outcome.config),
         "model_params": outcome.model.params,
         "parts": list(FINAL_PARTS),
@@ -615,93 +411,13 @@ def retrain(
         "per_label": dict(sorted(Counter(u.label for u in utterances).items())),
         "epochs": outcome.config.epochs,
         "stage": outcome.model.stage,
-        "train_loss": _finite_or_none(extra.get("train_loss")),
-        "train_losses": list(losses) if isinstance(losses, list) else None,
+        "train_loss": finite_or_none(extra.get("train_loss")),
         "status": str(outcome.result.status),
         "seconds": extra.get("seconds"),
         "seconds_features": extra.get("seconds_features"),
         "seconds_train": extra.get("seconds_train"),
         "model_dir": str(model_dir),
     }
-
-
-def _finite_or_none(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def save_final_model(
-    outcome: FitOutcome,
-    directory: Path,
-    *,
-    data: TrainingData,
-    provenance: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write a self-contained model folder (see the module docstring); return it.
-
-    Builds on :func:`serhpo.training.save_model` (``model.pt``, ``model.json``) and adds
-    the preprocessing, the label encoder and, for families with a backbone folder, a
-    copy of it. The folder is written beside ``directory`` and renamed into place, so
-    an interrupted run never leaves half a model.
-
-    Example:
-        >>> save_final_model(outcome, Path("results/final/optuna/model"), data=data)
-        ... # doctest: +SKIP
-        PosixPath('results/final/optuna/model')
-    """
-    from serhpo.backbones.speechbrain_io import write_label_encoder
-
-    directory = Path(directory)
-    partial = directory.with_name(directory.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    save_model(outcome, partial, data=data)
-    metadata = json.loads((partial / METADATA_FILE).read_text())
-    model = outcome.model
-    feature = model.frozen_feature(model.stage)
-    metadata.update(
-        {
-            "format": MODEL_FORMAT,
-            "format_version": MODEL_FORMAT_VERSION,
-            "serhpo_version": serhpo.__version__,
-            "torch_version": torch.__version__,
-            "weights": WEIGHTS_FILE,
-            "preprocessing": {
-                "sample_rate": SAMPLE_RATE,
-                "channels": 1,
-                "maxlen": outcome.config.maxlen,
-                "padding": outcome.config.padding,
-                "stage": model.stage,
-                "feature": {"name": feature.name, "fingerprint": feature.fingerprint()},
-                "feature_params": model.params,
-            },
-            "backbone_dir": None,
-            **dict(provenance or {}),
-        }
-    )
-    if data.backbone_dir is not None:
-        # The backbone's files (hyperparams, checkpoints, label encoder, the transformers
-        # folder) travel with the model; hidden folders such as a hub cache do not.
-        shutil.copytree(
-            data.backbone_dir, partial / BACKBONE_SUBDIR, ignore=shutil.ignore_patterns(".*")
-        )
-        metadata["backbone_dir"] = BACKBONE_SUBDIR
-        checksum = Path(data.backbone_dir) / "checksum.sha256"
-        if checksum.is_file():
-            metadata["backbone_checksum"] = checksum.read_text().split()[0]
-    if hasattr(model, "backbone_record"):  # names the encoder (whisper), copied or embedded
-        metadata["backbone_encoder"] = model.backbone_record()
-    if isinstance(metadata.get("result"), dict):
-        # No validation score in a final retraining: write null, not NaN (invalid JSON).
-        metadata["result"]["value"] = _finite_or_none(metadata["result"].get("value"))
-    write_label_encoder(partial / LABEL_ENCODER_FILE, tuple(data.split.labels))
-    (partial / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str) + "\n")
-    if directory.exists():
-        shutil.rmtree(directory)
-    partial.rename(directory)
-    return directory
 
 
 # ---------------------------------------------------------------- CLI

@@ -35,8 +35,8 @@ from typing import Protocol
 
 import torch
 
+from serhpo.data import FeatureItem
 from serhpo.errors import UserError
-from serhpo.models.base import FeatureItem
 
 #: The values of the ``normalise`` key.
 NORMALISE_MODES = ("none", "corpus", "speaker")

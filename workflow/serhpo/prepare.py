@@ -194,7 +194,7 @@ def prepare_corpus(
     Example:
         >>> result = prepare_corpus(corpus="emodb", fmt=get_format("emodb"),  # doctest: +SKIP
         ...     raw_dir=Path("wav"), out_dir=Path("16k"), target_labels=["anger", "neutral"])
-        >>> result.summary["usable"]
+        >>> result.summary["usable"]  # doctest: +SKIP
         127
     """
     raw_dir = Path(raw_dir)
@@ -449,9 +449,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="JSON: a table or audformat corpus' table, columns and labels (as in config)",
     )
     parser.add_argument("--out", type=Path, required=True, help="folder for the prepared WAVs")
-    parser.add_argument("--manifest", type=Path, required=True)
-    parser.add_argument("--rejects", type=Path, required=True)
-    parser.add_argument("--summary", type=Path, required=True)
+    parser.add_argument(
+        "--manifest", type=Path, required=True, help="CSV to write: one row per usable recording"
+    )
+    parser.add_argument(
+        "--rejects",
+        type=Path,
+        required=True,
+        help="CSV to write: every file that could not be used, with the reason",
+    )
+    parser.add_argument(
+        "--summary",
+        type=Path,
+        required=True,
+        help="JSON to write: counts per label and speaker, rejects per reason, loudness",
+    )
     parser.add_argument(
         "--label-map", default="{}", help="JSON: own label -> target label or null (overrides)"
     )
@@ -465,19 +477,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="none",
         help="official, an integer, or none (accept any number of recordings)",
     )
-    parser.add_argument("--sample-rate", type=int, default=16000)
+    parser.add_argument(
+        "--sample-rate", type=int, default=16000, help="rate of the prepared WAVs (Hz)"
+    )
     parser.add_argument(
         "--min-sample-rate",
         type=int,
         default=AudioChecks.min_sample_rate,
         help="reject files recorded below this rate (Hz)",
     )
-    parser.add_argument("--min-duration", type=float, default=AudioChecks.min_duration_s)
+    parser.add_argument(
+        "--min-duration",
+        type=float,
+        default=AudioChecks.min_duration_s,
+        help="reject files shorter than this (seconds)",
+    )
     parser.add_argument(
         "--silence-dbfs",
         type=float,
         default=AudioChecks.silence_dbfs,
-        help="reject files whose active level (95th percentile of 20-ms frames) is below this",
+        help="reject files whose active level (95th percentile of 20-ms frames) is below this "
+        "(dBFS)",
     )
     parser.add_argument(
         "--loudness-lufs",
@@ -490,7 +510,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=Loudness.peak_dbfs,
         help="with --loudness-lufs: the highest sample peak allowed (the gain is lowered)",
     )
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="files decoded and resampled at once"
+    )
 
 
 def parse_expect_count(value: str, fmt: CorpusFormat) -> int | None:

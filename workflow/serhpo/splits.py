@@ -91,7 +91,7 @@ def split_stratified(
 
     Example:
         >>> parts = split_stratified(manifest, seed=1)  # doctest: +SKIP
-        >>> round((parts == "test").mean(), 1)
+        >>> round((parts == "test").mean(), 1)  # doctest: +SKIP
         0.2
     """
     _check_fractions(test_fraction, valid_fraction)
@@ -139,7 +139,7 @@ def split_by_speaker(
 
     Example:
         >>> parts = split_by_speaker(manifest, seed=1)  # doctest: +SKIP
-        >>> sorted(parts.unique())
+        >>> sorted(parts.unique())  # doctest: +SKIP
         ['test', 'train', 'valid']
     """
     _check_fractions(test_fraction, valid_fraction)
@@ -305,16 +305,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``serhpo split``."""
     parser.add_argument("manifest", type=Path, help="results/manifests/<corpus>.csv")
     parser.add_argument("output", type=Path, help="results/splits/<corpus>.csv")
-    parser.add_argument("--strategy", choices=STRATEGIES, default="stratified")
-    parser.add_argument("--test-fraction", type=float, default=0.2)
-    parser.add_argument("--valid-fraction", type=float, default=0.2)
+    parser.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="stratified",
+        help="stratified: by label; speaker: no speaker in two parts (speaker-independent)",
+    )
+    parser.add_argument(
+        "--test-fraction", type=float, default=0.2, help="share of the rows (or speakers) in test"
+    )
+    parser.add_argument(
+        "--valid-fraction",
+        type=float,
+        default=0.2,
+        help="share of the rest (rows or speakers) in valid",
+    )
     parser.add_argument(
         "--folds",
         type=parse_folds,
         default=0,
         help="outer folds: 0 for none, k >= 2, or loso (leave-one-speaker-out; strategy speaker)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the split")
     parser.add_argument(
         "--role",
         choices=ROLES,

@@ -79,7 +79,8 @@ def _download(
             "HF_HUB_OFFLINE), or prepare a folder elsewhere with the same layout "
             f"({SPEECHBRAIN_REPO}'s files, plus {WAV2VEC2_REPO}'s in a {WAV2VEC2_SUBDIR}/ "
             "subfolder, e.g. with `hf download REPO --revision REV --local-dir DIR`), copy "
-            "it here and pass it with --local-dir (config: backbone.local_dir)."
+            "it here and pass it with --local-dir, or name it in the config as backbone.dir "
+            "(the workflow then reads it in place and runs no fetch_backbone job)."
         ) from error
 
 
@@ -192,12 +193,20 @@ def fetch_backbone(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``serhpo fetch-backbone``."""
     parser.add_argument("out", type=Path, help="backbone folder to write")
-    parser.add_argument("--speechbrain-repo", default=SPEECHBRAIN_REPO)
+    parser.add_argument(
+        "--speechbrain-repo",
+        default=SPEECHBRAIN_REPO,
+        help="Hugging Face repository of the SpeechBrain emotion model",
+    )
     parser.add_argument(
         "--speechbrain-revision", default=SPEECHBRAIN_REVISION, help="commit to download"
     )
-    parser.add_argument("--wav2vec2-repo", default=WAV2VEC2_REPO)
-    parser.add_argument("--wav2vec2-revision", default=WAV2VEC2_REVISION, help="commit")
+    parser.add_argument(
+        "--wav2vec2-repo",
+        default=WAV2VEC2_REPO,
+        help="Hugging Face repository of the wav2vec2 encoder it is built on",
+    )
+    parser.add_argument("--wav2vec2-revision", default=WAV2VEC2_REVISION, help="commit to download")
     parser.add_argument(
         "--local-dir",
         type=Path,

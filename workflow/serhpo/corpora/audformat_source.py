@@ -19,7 +19,8 @@ manifest. Rows then go through the same checks as a CSV table's (:mod:`serhpo.co
 
 Example:
     >>> listing = list_database(Path("emodb-audb"), SourceOptions(corpus="x"))  # doctest: +SKIP
-    >>> listing.utterances.iloc[0][["utterance_id", "speaker", "gender", "original_label"]]
+    >>> listing.utterances.iloc[0][
+    ...     ["utterance_id", "speaker", "gender", "original_label"]]  # doctest: +SKIP
     ['03a01Fa', '3', 'male', 'happiness']
 """
 

@@ -125,7 +125,7 @@ def list_utterances(root: Path) -> Listing:
 
     Example:
         >>> listing = list_utterances(Path("resources/corpora/cremad/raw"))  # doctest: +SKIP
-        >>> len(listing.utterances), sorted(listing.utterances["gender"].unique())
+        >>> len(listing.utterances), sorted(listing.utterances["gender"].unique())  # doctest: +SKIP
         (7442, ['female', 'male'])
     """
     files = walk_files(root)

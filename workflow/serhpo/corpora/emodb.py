@@ -79,7 +79,7 @@ def list_utterances(root: Path) -> Listing:
 
     Example:
         >>> listing = list_utterances(Path("resources/corpora/emodb/raw"))  # doctest: +SKIP
-        >>> len(listing.utterances), listing.utterances["speaker"].nunique()
+        >>> len(listing.utterances), listing.utterances["speaker"].nunique()  # doctest: +SKIP
         (535, 10)
     """
     return build_listing(

@@ -86,7 +86,7 @@ def list_utterances(root: Path) -> Listing:
 
     Example:
         >>> listing = list_utterances(Path("resources/corpora/ravdess/raw"))  # doctest: +SKIP
-        >>> len(listing.utterances), listing.utterances["speaker"].nunique()
+        >>> len(listing.utterances), listing.utterances["speaker"].nunique()  # doctest: +SKIP
         (1440, 24)
     """
     return build_listing(

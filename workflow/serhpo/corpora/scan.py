@@ -80,8 +80,8 @@ def build_listing(
 
     Example:
         >>> files = walk_files(root)  # doctest: +SKIP
-        >>> listing = build_listing(files, corpus="EmoDB", parse_name=parse)
-        >>> list(listing.utterances.columns)[:2]
+        >>> listing = build_listing(files, corpus="EmoDB", parse_name=parse)  # doctest: +SKIP
+        >>> list(listing.utterances.columns)[:2]  # doctest: +SKIP
         ['utterance_id', 'source_path']
     """
     columns = [*LISTING_COLUMNS, *extra_columns]

@@ -18,7 +18,8 @@ Example:
         YAF_sad/YAF_bath_sad.wav,YAF,sad,female
 
     >>> listing = list_table(Path("TESS"), SourceOptions(corpus="tess"))  # doctest: +SKIP
-    >>> listing.utterances[["utterance_id", "speaker", "original_label"]].values.tolist()
+    >>> listing.utterances[
+    ...     ["utterance_id", "speaker", "original_label"]].values.tolist()  # doctest: +SKIP
     [['OAF_back_angry', 'OAF', 'angry'], ['YAF_bath_sad', 'YAF', 'sad']]
 """
 

@@ -6,7 +6,7 @@
   run for the simulation's client processes;
 - :mod:`serhpo.federated.simulation`: the Flower ``ClientApp`` and ``ServerApp`` and
   :func:`~serhpo.federated.simulation.fit_federated`, the federated counterpart of
-  :func:`serhpo.training.fit`;
+  :func:`serhpo.trainer.fit`;
 - :mod:`serhpo.federated.objective`: the HPO objective (``serhpo hpo --objective federated``);
 - :mod:`serhpo.federated.evaluate`: ``serhpo fl-evaluate``, the best and the cheapest
   near-best configurations retrained and scored on the test speakers;

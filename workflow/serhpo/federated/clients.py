@@ -7,11 +7,11 @@ simulation process loads that file once (:func:`load_shards` keeps it in memory)
 ships model weights, never audio or features.
 
 Example:
-    >>> shards = speaker_shards(utterances, items, targets)
-    >>> [shard.speaker for shard in shards][:2]
+    >>> shards = speaker_shards(utterances, items, targets)  # doctest: +SKIP
+    >>> [shard.speaker for shard in shards][:2]  # doctest: +SKIP
     ['03', '08']
-    >>> path = save_shards(shards, tmp_path / "clients.pt")
-    >>> load_shards(path)[0].size == shards[0].size
+    >>> path = save_shards(shards, tmp_path / "clients.pt")  # doctest: +SKIP
+    >>> load_shards(path)[0].size == shards[0].size  # doctest: +SKIP
     True
 """
 
@@ -23,9 +23,8 @@ from pathlib import Path
 
 import torch
 
-from serhpo.data import Utterance
+from serhpo.data import FeatureItem, Utterance
 from serhpo.errors import UserError
-from serhpo.models.base import FeatureItem
 
 #: Shards loaded in this process, by file path and modification time.
 _LOADED: dict[tuple[str, int], list[ClientShard]] = {}

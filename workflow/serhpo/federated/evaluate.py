@@ -116,13 +116,14 @@ def evaluate_engine(
     )
     from serhpo.federated.simulation import fit_federated
     from serhpo.final import FinalModel
+    from serhpo.objective import config_seed
 
     section = federated_section(config)
     margin = float(section.get("near_best_margin", 0.01))
     space = SearchSpace.from_config(config.get("search_space"))
     chosen = select_configurations(TrialsLog(trials_csv, space).read(), margin=margin)
     data = federated_data(config, split_csv=split_csv, cache_dir=cache_dir)
-    seed = int(config.get("seed", 0))
+    seed = config_seed(config)
     selections: dict[str, Any] = {}
     retrained: dict[int, dict[str, Any]] = {}  # best and efficient may be the same trial
     for name, trial in chosen.items():

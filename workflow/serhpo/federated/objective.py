@@ -7,26 +7,26 @@ the last round's validation BCA; its cost (``extra["cpu_seconds"]``) is the clie
 training CPU time, the second objective of the multi-objective study.
 
 Example:
-    >>> objective = FederatedObjective(config=config, split_csv=Path("split.csv"))
-    >>> result = objective({"lr": 0.1, "rounds": 20, "client_fraction": 0.5}, never_prune)
-    >>> result.extra["cpu_seconds"]
+    >>> objective = federated_objective(config, split_csv=Path("split.csv"))  # doctest: +SKIP
+    >>> result = objective({"lr": 0.1, "rounds": 20, "client_fraction": 0.5},
+    ...                    never_prune)  # doctest: +SKIP
+    >>> result.extra["cpu_seconds"]  # doctest: +SKIP
     3.2
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serhpo.data import load_split
+from serhpo.config import complete_config
 from serhpo.errors import UserError
-from serhpo.features import FeatureCache
-from serhpo.training import DEFAULT_CACHE_DIR, TrainingData
-from serhpo.trial import EpochReporter, TrialResult, TrialStatus
+from serhpo.objective import config_seed, training_data, trial_params
+from serhpo.trainer import TrainingData
+from serhpo.trial import EpochReporter, LazyObjective, TrialResult
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,11 @@ def simulation_resources(config: Mapping[str, Any], *, num_cpus: int | None = No
     """:class:`~serhpo.federated.simulation.SimulationResources` from ``federated.simulation``."""
     from serhpo.federated.simulation import SimulationResources
 
-    simulation = federated_section(config).get("simulation") or {}
+    simulation = complete_config(config)["federated"]["simulation"]
     return SimulationResources(
-        num_cpus=num_cpus if num_cpus is not None else simulation.get("num_cpus"),
-        client_cpus=float(simulation.get("client_cpus", 1.0)),
-        object_store_mb=int(simulation.get("object_store_mb", 200)),
+        num_cpus=num_cpus if num_cpus is not None else simulation["num_cpus"],
+        client_cpus=simulation["client_cpus"],
+        object_store_mb=simulation["object_store_mb"],
     )
 
 
@@ -59,63 +59,67 @@ def federated_data(
     parts: tuple[str, ...] = ("train", "valid"),
 ) -> TrainingData:
     """The split's ``parts`` and the feature cache of the federated family."""
-    family = str(federated_section(config).get("backbone", "logmel"))
-    if cache_dir is None:
-        cache_dir = Path((config.get("features") or {}).get("cache_dir", DEFAULT_CACHE_DIR))
-    split = load_split(split_csv, parts=parts, labels=config.get("target_labels"))
-    return TrainingData(
-        split=split, cache=FeatureCache(cache_dir, backbone=family, progress=True), backbone=family
-    )
+    family = complete_config(config)["federated"]["backbone"]
+    return training_data(config, split=split_csv, parts=parts, family=family, cache_dir=cache_dir)
 
 
 def fixed_params(config: Mapping[str, Any]) -> dict[str, Any]:
     """``federated.model`` and ``federated.training``: what every trial starts from."""
-    section = federated_section(config)
-    return {**(section.get("model") or {}), **(section.get("training") or {})}
+    return trial_params(config, section=federated_section(config))
 
 
-@dataclass
-class FederatedObjective:
-    """Federated training as a study's objective, built once per process (picklable).
+def federated_objective(
+    config: Mapping[str, Any],
+    *,
+    split_csv: Path,
+    cache_dir: Path | None = None,
+    num_cpus: int | None = None,
+) -> LazyObjective:
+    """Federated training as a study's objective, loaded on its first trial in each process.
 
-    Attributes:
+    Args:
         config: the merged config (``seed``, ``target_labels``, ``features``, ``federated``).
         split_csv: the tuning corpus' split CSV; its train speakers are the clients.
         cache_dir: the feature cache root (default: config ``features.cache_dir``).
         num_cpus: CPUs the simulation may use (default: ``federated.simulation.num_cpus``).
-    """
 
-    config: dict[str, Any]
-    split_csv: Path
-    cache_dir: Path | None = None
-    num_cpus: int | None = None
-    _data: TrainingData | None = field(default=None, init=False, repr=False, compare=False)
+    Returns:
+        ``objective(params, report) -> TrialResult`` (picklable); a trial that raises
+        anything but a :class:`UserError` is a failed trial.
+    """
+    return LazyObjective(
+        functools.partial(
+            _FederatedTrials,
+            dict(config),
+            split_csv=split_csv,
+            cache_dir=cache_dir,
+            num_cpus=num_cpus,
+        ),
+        what="federated trial",
+    )
+
+
+class _FederatedTrials:
+    """The loaded objective: the split's train and valid parts, one simulation per trial."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        *,
+        split_csv: Path,
+        cache_dir: Path | None,
+        num_cpus: int | None,
+    ) -> None:
+        self.config, self.num_cpus = config, num_cpus
+        self.data = federated_data(config, split_csv=split_csv, cache_dir=cache_dir)
 
     def __call__(self, params: dict[str, Any], report: EpochReporter) -> TrialResult:
         from serhpo.federated.simulation import fit_federated
 
-        if self._data is None:
-            self._data = federated_data(
-                self.config, split_csv=self.split_csv, cache_dir=self.cache_dir
-            )
-        merged = {**fixed_params(self.config), **params}
-        try:
-            return fit_federated(
-                merged,
-                self._data,
-                report=report,
-                seed=int(self.config.get("seed", 0)),
-                resources=simulation_resources(self.config, num_cpus=self.num_cpus),
-            ).result
-        except UserError:
-            raise
-        except Exception as error:  # the study goes on; the reason is logged with the trial
-            log.exception("federated trial with params %s raised", params)
-            return TrialResult(
-                value=math.nan,
-                status=TrialStatus.FAILED,
-                reason=f"raised {type(error).__name__}: {error}",
-            )
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_data": None}
+        return fit_federated(
+            {**fixed_params(self.config), **params},
+            self.data,
+            report=report,
+            seed=config_seed(self.config),
+            resources=simulation_resources(self.config, num_cpus=self.num_cpus),
+        ).result

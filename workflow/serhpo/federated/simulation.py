@@ -89,7 +89,7 @@ from serhpo.hpo.engine import derived_seed  # noqa: E402
 from serhpo.metrics import balanced_accuracy, classification_scores  # noqa: E402
 from serhpo.models import build_model  # noqa: E402
 from serhpo.models.base import SERModel  # noqa: E402
-from serhpo.training import TrainingData, predict_logits, seed_everything  # noqa: E402
+from serhpo.trainer import TrainingData, predict_logits, seed_everything  # noqa: E402
 from serhpo.trial import EpochReporter, TrialResult, TrialStatus, never_prune  # noqa: E402
 
 log = logging.getLogger(__name__)

@@ -4,8 +4,9 @@
 - :mod:`serhpo.hpo.engine`: what an engine does (ask, tell, replay) and how one is made;
   one module per engine: ``ax_engine``, ``hyperopt_engine``, ``optuna_engine``,
   ``grid_engine``, ``random_engine``.
-- :mod:`serhpo.hpo.study`: the shared loop (budgets, timing, failures, pruning, resumption,
-  parallel workers) and the ``serhpo hpo`` stage.
+- :mod:`serhpo.hpo.study`: the shared loop (budgets, timing, failures, pruning, resumption);
+  :mod:`serhpo.hpo.workers`: parallel workers on one study. The ``serhpo hpo`` stage, which
+  chooses the objective, is :mod:`serhpo.tune` (the package imports no objective).
 - :mod:`serhpo.hpo.trials_log`, :mod:`serhpo.hpo.pareto`, :mod:`serhpo.hpo.pruning`,
   :mod:`serhpo.hpo.settings`, :mod:`serhpo.hpo.synthetic_objective`: the pieces it uses.
 

@@ -9,7 +9,8 @@ Conditional parameters use Ax's hierarchical search space (``dependent_parameter
 Example:
     >>> from serhpo.hpo.settings import HpoSettings
     >>> from serhpo.hpo.space import DEFAULT_SEARCH_SPACE, SearchSpace
-    >>> engine = AxEngine(SearchSpace.from_config(DEFAULT_SEARCH_SPACE), HpoSettings(engine="ax"))
+    >>> settings = HpoSettings.from_config({}, engine="ax")
+    >>> engine = AxEngine(SearchSpace.from_config(DEFAULT_SEARCH_SPACE), settings)
     >>> proposal = engine.ask()  # the centre of the space, then Sobol points
     >>> engine.tell(proposal, value=0.5, status=TrialStatus.COMPLETE, seconds=3.0)
 """

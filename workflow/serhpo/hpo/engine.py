@@ -8,7 +8,7 @@ Example:
     >>> from serhpo.hpo.space import DEFAULT_SEARCH_SPACE, SearchSpace
     >>> from serhpo.hpo.settings import HpoSettings
     >>> space = SearchSpace.from_config(DEFAULT_SEARCH_SPACE)
-    >>> make_engine(space, HpoSettings(engine="grid")).ask().params
+    >>> make_engine(space, HpoSettings.from_config({}, engine="grid")).ask().params
     {'lr': 1e-06, 'epochs': 1, 'unfreeze': 0, 'maxlen': 32000}
 """
 
@@ -189,7 +189,8 @@ def make_engine(
     """Build ``settings.engine``'s :class:`Engine` (importing its library only now).
 
     Example:
-        >>> engine = make_engine(space, HpoSettings(engine="random", seed=1))  # doctest: +SKIP
+        >>> settings = HpoSettings.from_config({"seed": 1}, engine="random")
+        >>> engine = make_engine(space, settings)  # doctest: +SKIP
     """
     module_name, class_name = ENGINE_CLASSES[settings.engine].split(":")
     engine_class = getattr(importlib.import_module(module_name), class_name)

@@ -9,7 +9,8 @@ Example:
     >>> from serhpo.hpo.settings import HpoSettings
     >>> from serhpo.hpo.space import SearchSpace
     >>> space = SearchSpace.from_config({"lr": {"type": "loguniform", "low": 1e-5, "high": 1e-3}})
-    >>> engine = GridEngine(space, HpoSettings(engine="grid", grid_points=3))
+    >>> settings = HpoSettings.from_config({"hpo": {"grid_points": 3}}, engine="grid")
+    >>> engine = GridEngine(space, settings)
     >>> [engine.ask().params["lr"] for _ in range(3)], engine.ask()
     ([1e-05, 0.0001, 0.001], None)
 """

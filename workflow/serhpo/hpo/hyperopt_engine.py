@@ -9,7 +9,7 @@ Example:
     >>> from serhpo.hpo.settings import HpoSettings
     >>> from serhpo.hpo.space import DEFAULT_SEARCH_SPACE, SearchSpace
     >>> space = SearchSpace.from_config(DEFAULT_SEARCH_SPACE)
-    >>> engine = HyperoptEngine(space, HpoSettings(engine="hyperopt"))
+    >>> engine = HyperoptEngine(space, HpoSettings.from_config({}, engine="hyperopt"))
     >>> proposal = engine.ask()
     >>> engine.tell(proposal, value=0.5, status=TrialStatus.COMPLETE, seconds=3.0)
 """

@@ -10,7 +10,8 @@ the margin of :mod:`serhpo.hpo.pruning` (``hpo.pruning.margin``).
 Example:
     >>> from serhpo.hpo.settings import HpoSettings
     >>> from serhpo.hpo.space import DEFAULT_SEARCH_SPACE, SearchSpace
-    >>> engine = OptunaEngine(SearchSpace.from_config(DEFAULT_SEARCH_SPACE), HpoSettings(seed=1))
+    >>> settings = HpoSettings.from_config({"seed": 1}, engine="optuna")
+    >>> engine = OptunaEngine(SearchSpace.from_config(DEFAULT_SEARCH_SPACE), settings)
     >>> proposal = engine.ask()
     >>> engine.tell(proposal, value=0.5, status=TrialStatus.COMPLETE, seconds=3.0)
 """

@@ -13,7 +13,9 @@ through :class:`serhpo.hpo.optuna_engine.MarginMedianPruner`; the chance test ap
 engine.
 
 Example:
-    >>> rule = EarlyStopRule(PruningSettings(enabled=True, min_trials=2))
+    >>> from serhpo.hpo.settings import HpoSettings
+    >>> rule = EarlyStopRule(HpoSettings.from_config(
+    ...     {"hpo": {"pruning": {"enabled": True, "min_trials": 2}}}, engine="optuna").pruning)
     >>> rule.chance(1, 1 / 7)
     'at chance level after epoch 1: BCA 0.143 <= 1/7 + 0.02'
     >>> rule.median(2, 0.6, [(0.3, 0.6), (0.5, 0.7)]) is None  # within 0.05 of 0.65

@@ -8,8 +8,8 @@ Example:
     >>> from serhpo.hpo.settings import HpoSettings
     >>> from serhpo.hpo.space import DEFAULT_SEARCH_SPACE, SearchSpace
     >>> space = SearchSpace.from_config(DEFAULT_SEARCH_SPACE)
-    >>> a = RandomEngine(space, HpoSettings(engine="random", seed=4)).ask().params
-    >>> a == RandomEngine(space, HpoSettings(engine="random", seed=4)).ask().params
+    >>> a = RandomEngine(space, HpoSettings.from_config({"seed": 4}, engine="random")).ask().params
+    >>> a == RandomEngine(space, HpoSettings.from_config({"seed": 4}, engine="random")).ask().params
     True
 """
 

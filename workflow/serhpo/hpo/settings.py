@@ -1,4 +1,9 @@
-"""A study's settings, read from config's ``seed``, ``target_labels`` and ``hpo`` keys.
+"""A study's settings: config's ``seed``, ``target_labels`` and ``hpo`` keys, typed.
+
+The schema holds every key's default and range; :func:`serhpo.config.settings` fills and
+validates them and builds these classes, which have neither. What this module decides is
+what each engine reads (:func:`keys_read_by`), which the workflow's rules ask so that
+editing one engine's key reruns only that engine's study.
 
 Example:
     >>> settings = HpoSettings.from_config({"seed": 3, "hpo": {"n_trials": 20}}, engine="optuna")
@@ -8,40 +13,130 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
+from serhpo.config import schema_node
 from serhpo.errors import UserError
 
-#: Engines, in the order the paper reports them, then the two baselines.
-ENGINE_NAMES: tuple[str, ...] = ("ax", "hyperopt", "optuna", "grid", "random")
+#: Engines, in the order the paper reports them, then the two baselines (the schema's list).
+ENGINE_NAMES: tuple[str, ...] = tuple(schema_node("hpo.engines")["items"]["enum"])
 #: Engines whose study several workers share (``hpo.n_workers`` > 1): Optuna through its
 #: journal, random and grid through the trials each worker claims. Ax and Hyperopt propose
 #: each trial from every earlier result, so they run one trial after another.
 PARALLEL_ENGINES: tuple[str, ...] = ("optuna", "random", "grid")
 #: The metric every study maximises (written into best.yaml).
 METRIC = "valid_bca"
-MULTI_OBJECTIVE_SAMPLERS: tuple[str, ...] = ("tpe", "nsga2")
-#: What the second objective measures: the trial's wall seconds, or the CPU seconds its
-#: objective reports in ``extra["cpu_seconds"]`` (the federated trainer: the clients' work).
-MULTI_OBJECTIVE_COSTS: tuple[str, ...] = ("trial_seconds", "cpu_seconds")
 
-_HPO_KEYS = {
-    "engines",
-    "n_trials",
-    "grid_budget",
-    "time_budget_min",
-    "n_sobol",
-    "n_startup_trials",
-    "grid_points",
-    "pruning",
-    "multi_objective",
-    "n_workers",
+#: ``hpo`` keys that only some engines read; every other key but ``engines`` (which chooses
+#: the jobs, not what one computes) is read by all of them.
+_ENGINE_ONLY_KEYS: dict[str, tuple[str, ...]] = {
+    "n_sobol": ("ax",),
+    "n_startup_trials": ("hyperopt", "optuna"),
+    "grid_points": ("grid",),
+    "grid_budget": ("grid",),
+    "n_workers": PARALLEL_ENGINES,
 }
-_PRUNING_KEYS = {"enabled", "min_epochs", "chance_margin", "min_trials", "margin"}
-_MULTI_KEYS = {"enabled", "sampler", "population_size", "cost"}
+#: ``hpo`` keys a federated study takes from ``hpo`` (its budget and objectives are its own).
+_FEDERATED_INHERITED = ("n_sobol", "n_startup_trials", "grid_points")
+
+
+def keys_read_by(engine: str, *, federated: bool = False) -> tuple[str, ...]:
+    """The ``hpo`` keys a study of ``engine`` reads, in the schema's order.
+
+    Args:
+        engine: one of :data:`ENGINE_NAMES`.
+        federated: the federated study of that engine, which takes only the engine's own
+            options from ``hpo`` (its budget is ``federated.n_trials``).
+
+    Example:
+        >>> keys_read_by("ax")
+        ('n_trials', 'time_budget_min', 'n_sobol', 'pruning', 'multi_objective')
+        >>> keys_read_by("grid", federated=True)
+        ('grid_points',)
+    """
+    if engine not in ENGINE_NAMES:
+        raise UserError(f"engine {engine!r} is unknown; expected one of {', '.join(ENGINE_NAMES)}.")
+    keys = [key for key in schema_node("hpo")["properties"] if key != "engines"]
+    if federated:
+        keys = [key for key in keys if key in _FEDERATED_INHERITED]
+    return tuple(key for key in keys if engine in _ENGINE_ONLY_KEYS.get(key, ENGINE_NAMES))
+
+
+def study_workers(config: Mapping[str, Any], *, engine: str) -> int:
+    """How many jobs share the engine's study: ``hpo.n_workers`` for parallel engines, else 1.
+
+    Example:
+        >>> study_workers({"hpo": {"n_workers": 4}}, engine="ax")
+        1
+    """
+    return config["hpo"]["n_workers"] if engine in PARALLEL_ENGINES else 1
+
+
+def study_config(
+    config: Mapping[str, Any], *, engine: str, cross_validation: bool = False
+) -> dict[str, Any]:
+    """What one engine's study reads of a completed config: the JSON its rule passes.
+
+    Editing any other key (another engine's option, ``hpo.engines``) leaves it unchanged, so
+    Snakemake reruns only the studies that read the key.
+
+    Args:
+        config: the completed config (:func:`serhpo.config.complete_config`).
+        engine: one of :data:`ENGINE_NAMES`.
+        cross_validation: an outer fold's study of speaker cross-validation: one job per
+            fold (no ``n_workers``), selecting on ``split.inner_folds``.
+
+    Example:
+        >>> from serhpo.config import complete_config
+        >>> sorted(study_config(complete_config({}), engine="ax")["hpo"])
+        ['multi_objective', 'n_sobol', 'n_trials', 'pruning', 'time_budget_min']
+    """
+    keys = ("seed", "target_labels", "backbone", "model", "training", "features", "search_space")
+    study = {key: config[key] for key in keys}
+    study["hpo"] = {key: config["hpo"][key] for key in keys_read_by(engine)}
+    if engine in ("random", "grid") and study["hpo"]["n_workers"] == 1:
+        # Read since workers can share their studies (Optuna's always read it); left out at
+        # its default so that single-job studies made before workers existed are not rerun.
+        del study["hpo"]["n_workers"]
+    if cross_validation:
+        study["hpo"].pop("n_workers", None)  # the outer folds' studies run in parallel
+        study["split"] = {"inner_folds": config["split"]["inner_folds"]}
+    return study
+
+
+def federated_study_config(config: Mapping[str, Any], *, engine: str) -> dict[str, Any]:
+    """What one engine's federated study reads of a completed config (its rule's JSON).
+
+    A multi-objective study of BCA against the clients' CPU seconds, never pruned, with
+    ``federated``'s budget and search space and the engine's own ``hpo`` options.
+
+    Example:
+        >>> from serhpo.config import complete_config
+        >>> federated_study_config(complete_config({}), engine="grid")["hpo"]["grid_budget"]
+        'full'
+    """
+    federated = config["federated"]
+    hpo = {key: config["hpo"][key] for key in keys_read_by(engine, federated=True)}
+    hpo["n_trials"] = federated["n_trials"]
+    if engine == "grid":
+        hpo["grid_budget"] = federated["grid_budget"]
+    hpo["pruning"] = {"enabled": False}
+    multi = config["hpo"]["multi_objective"]
+    hpo["multi_objective"] = {
+        "enabled": True,
+        "cost": "cpu_seconds",
+        "sampler": multi["sampler"],
+        "population_size": multi["population_size"],
+    }
+    study = {key: config[key] for key in ("seed", "target_labels", "features")}
+    study["federated"] = {
+        key: federated[key] for key in ("backbone", "model", "training", "simulation")
+    }
+    study["search_space"] = federated["search_space"]
+    study["hpo"] = hpo
+    return study
 
 
 @dataclass(frozen=True)
@@ -60,13 +155,13 @@ class PruningSettings:
             cross-validation study (its running mean is reported after each inner fold).
     """
 
-    enabled: bool = False
-    min_epochs: int = 1
-    chance_margin: float = 0.02
-    min_trials: int = 3
-    margin: float = 0.05
-    n_classes: int = 7
-    step: str = "epoch"
+    enabled: bool
+    min_epochs: int
+    chance_margin: float
+    min_trials: int
+    margin: float
+    n_classes: int
+    step: str
 
     @property
     def chance_level(self) -> float:
@@ -86,10 +181,10 @@ class MultiObjectiveSettings:
         cost: ``trial_seconds`` (wall time) or ``cpu_seconds`` (what the objective reports).
     """
 
-    enabled: bool = False
-    sampler: str = "tpe"
-    population_size: int = 10
-    cost: str = "trial_seconds"
+    enabled: bool
+    sampler: str
+    population_size: int
+    cost: str
 
 
 @dataclass(frozen=True)
@@ -110,93 +205,30 @@ class HpoSettings:
         n_workers: processes or jobs sharing one study (Optuna, random and grid).
     """
 
-    engine: str = "optuna"
-    seed: int = 0
-    n_trials: int | None = 15
-    time_budget_min: float | None = None
-    n_sobol: int = 5
-    n_startup_trials: int | None = None
-    grid_points: int = 3
-    pruning: PruningSettings = field(default_factory=PruningSettings)
-    multi_objective: MultiObjectiveSettings = field(default_factory=MultiObjectiveSettings)
-    n_workers: int = 1
+    engine: str
+    seed: int
+    n_trials: int | None
+    time_budget_min: float | None
+    n_sobol: int
+    n_startup_trials: int | None
+    grid_points: int
+    pruning: PruningSettings
+    multi_objective: MultiObjectiveSettings
+    n_workers: int
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, engine: str) -> HpoSettings:
-        """Read and check ``seed``, ``target_labels`` and ``hpo`` from a (merged) config.
+        """The study settings of a (partial) config: :func:`serhpo.config.hpo_settings`.
 
         Raises:
             UserError: naming the key, what was found and what is allowed.
         """
-        if engine not in ENGINE_NAMES:
-            raise UserError(
-                f"engine {engine!r} is unknown; expected one of {', '.join(ENGINE_NAMES)}."
-            )
-        hpo = config.get("hpo") or {}
-        _check_mapping(hpo, "hpo", _HPO_KEYS)
-        engines = hpo.get("engines", list(ENGINE_NAMES[:4]))
-        if not isinstance(engines, list) or not set(engines) <= set(ENGINE_NAMES):
-            raise UserError(
-                f"config key hpo.engines: found {engines!r}; expected a list drawn from "
-                f"{list(ENGINE_NAMES)}."
-            )
-        labels = config.get("target_labels") or [None] * 7
-        pruning = hpo.get("pruning") or {}
-        _check_mapping(pruning, "hpo.pruning", _PRUNING_KEYS)
-        multi = hpo.get("multi_objective") or {}
-        _check_mapping(multi, "hpo.multi_objective", _MULTI_KEYS)
-        settings = cls(
-            engine=engine,
-            seed=_integer(config.get("seed", 0), "seed", minimum=0),
-            n_trials=(
-                None  # the whole grid: the paper's baseline
-                if engine == "grid" and hpo.get("grid_budget", "same") == "full"
-                else _integer(hpo.get("n_trials", 15), "hpo.n_trials", minimum=1, null=True)
-            ),
-            time_budget_min=_number(hpo.get("time_budget_min"), "hpo.time_budget_min"),
-            n_sobol=_integer(hpo.get("n_sobol", 5), "hpo.n_sobol", minimum=1),
-            n_startup_trials=_integer(
-                hpo.get("n_startup_trials"), "hpo.n_startup_trials", minimum=0, null=True
-            ),
-            grid_points=_integer(hpo.get("grid_points", 3), "hpo.grid_points", minimum=2),
-            pruning=PruningSettings(
-                enabled=_boolean(pruning.get("enabled", False), "hpo.pruning.enabled"),
-                min_epochs=_integer(
-                    pruning.get("min_epochs", 1), "hpo.pruning.min_epochs", minimum=1
-                ),
-                chance_margin=_number(
-                    pruning.get("chance_margin", 0.02), "hpo.pruning.chance_margin", null=False
-                ),
-                min_trials=_integer(
-                    pruning.get("min_trials", 3), "hpo.pruning.min_trials", minimum=1
-                ),
-                margin=_number(pruning.get("margin", 0.05), "hpo.pruning.margin", null=False),
-                n_classes=max(2, len(labels)),
-            ),
-            multi_objective=MultiObjectiveSettings(
-                enabled=_boolean(multi.get("enabled", False), "hpo.multi_objective.enabled"),
-                sampler=_one_of(
-                    multi.get("sampler", "tpe"),
-                    "hpo.multi_objective.sampler",
-                    MULTI_OBJECTIVE_SAMPLERS,
-                ),
-                population_size=_integer(
-                    multi.get("population_size", 10),
-                    "hpo.multi_objective.population_size",
-                    minimum=2,
-                ),
-                cost=_one_of(
-                    multi.get("cost", "trial_seconds"),
-                    "hpo.multi_objective.cost",
-                    MULTI_OBJECTIVE_COSTS,
-                ),
-            ),
-            n_workers=_integer(hpo.get("n_workers", 1), "hpo.n_workers", minimum=1),
-        )
-        return settings.checked()
+        from serhpo.config import hpo_settings
+
+        return hpo_settings(config, engine=engine)
 
     def checked(self) -> HpoSettings:
-        """Check the combination of settings (budget present, workers supported).
+        """Check what the schema cannot: a budget is set, workers share only parallel engines.
 
         Raises:
             UserError: what is wrong and how to fix it.
@@ -219,50 +251,7 @@ class HpoSettings:
         """A copy with some fields changed (None values are ignored), checked again.
 
         Example:
-            >>> HpoSettings().with_overrides(n_trials=3, seed=None).n_trials
+            >>> HpoSettings.from_config({}, engine="optuna").with_overrides(n_trials=3).n_trials
             3
         """
         return replace(self, **{k: v for k, v in changes.items() if v is not None}).checked()
-
-
-def _check_mapping(value: Any, key: str, allowed: set[str]) -> None:
-    if not isinstance(value, Mapping):
-        raise UserError(f"config key {key}: found {value!r}; expected a mapping.")
-    unknown = sorted(set(value) - allowed)
-    if unknown:
-        raise UserError(f"config key {key}: unknown key(s) {unknown}; allowed: {sorted(allowed)}.")
-
-
-def _integer(value: Any, key: str, *, minimum: int, null: bool = False) -> Any:
-    if value is None and null:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        allowed = f"an integer >= {minimum}" + (" or null" if null else "")
-        raise UserError(f"config key {key}: found {value!r}; expected {allowed}.")
-    return value
-
-
-def _number(value: Any, key: str, *, null: bool = True) -> Any:
-    if value is None and null:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        allowed = "a number >= 0" + (" or null" if null else "")
-        raise UserError(f"config key {key}: found {value!r}; expected {allowed}.")
-    return float(value)
-
-
-def _boolean(value: Any, key: str) -> bool:
-    if not isinstance(value, bool):
-        raise UserError(f"config key {key}: found {value!r}; expected true or false.")
-    return value
-
-
-def _one_of(value: Any, key: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise UserError(f"config key {key}: found {value!r}; allowed: {', '.join(allowed)}.")
-    return value

@@ -26,18 +26,14 @@ from typing import Any, Literal
 
 import numpy as np
 
+from serhpo.config import schema_default
 from serhpo.errors import UserError
 
 ParamType = Literal["loguniform", "uniform", "int", "choice", "fixed"]
 Scalar = str | int | float | bool
 
-#: The paper's Table 2 (Golbaghi & Zhou, 2025): used when config has no ``search_space``.
-DEFAULT_SEARCH_SPACE: dict[str, dict[str, Any]] = {
-    "lr": {"type": "loguniform", "low": 1.0e-6, "high": 1.0e-3},
-    "epochs": {"type": "int", "low": 1, "high": 10},
-    "unfreeze": {"type": "int", "low": 0, "high": 5},
-    "maxlen": {"type": "choice", "choices": [32000, 48000, 64000, 80000, 112000, 160000]},
-}
+#: The paper's Table 2 (Golbaghi & Zhou, 2025), the schema's default of ``search_space``.
+DEFAULT_SEARCH_SPACE: dict[str, dict[str, Any]] = schema_default("search_space")
 
 PARAM_TYPES: tuple[str, ...] = ("loguniform", "uniform", "int", "choice", "fixed")
 _KEYS_BY_TYPE: dict[str, set[str]] = {

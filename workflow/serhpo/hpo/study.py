@@ -1,4 +1,4 @@
-"""One engine's hyper-parameter study: the ask/tell loop shared by every engine, and its CLI.
+"""One engine's hyper-parameter study: the ask/tell loop shared by every engine.
 
 The loop asks the engine for parameters, runs the objective ``(params, report) ->
 TrialResult`` with an :data:`~serhpo.trial.EpochReporter` that can stop the trial (pruning,
@@ -24,57 +24,52 @@ Output folder::
     engine_state/  study.yaml (what the study was started with), a lock, optuna.journal,
                    session.yaml (the study clock), workers/ (worker locks and running trials)
 
+The loop knows no objective: its caller passes one in (``serhpo hpo``, :mod:`serhpo.tune`,
+registers the trainer's, the federated and the synthetic one). The worker processes are
+started by :func:`serhpo.hpo.workers.run_worker_processes`.
+
 Example:
-    $ serhpo hpo --engine optuna --config config.yaml --out results/hpo/optuna \\
-        --objective trainer --split results/splits/emodb.csv
-    $ serhpo hpo --engine grid --config config.yaml --out /tmp/grid --objective synthetic
-    $ serhpo hpo --engine random --config config.yaml --out /tmp/r --objective synthetic \\
-        --worker 1 --worker-summary /tmp/r-worker-1.yaml   # one of several jobs
+    >>> from serhpo.hpo.synthetic_objective import SyntheticObjective
+    >>> outcome = run_study(SearchSpace.from_config(None), SyntheticObjective(),
+    ...                     HpoSettings.from_config({"hpo": {"n_trials": 3}}, engine="random"),
+    ...                     out_dir=tmp_path / "study", dashboard=None)  # doctest: +SKIP
+    >>> len(outcome.trials)  # doctest: +SKIP
+    3
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
-import multiprocessing
-import os
-import signal
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from tqdm import tqdm
 
-from serhpo.config import add_config_arguments, read_stage_config
-from serhpo.corpora.download import file_sha256
 from serhpo.errors import UserError
-from serhpo.hpo.dashboard import Dashboard, default_journal
+from serhpo.hpo.dashboard import Dashboard
 from serhpo.hpo.engine import Engine, FinishedTrial, Proposal, make_engine
 from serhpo.hpo.pruning import EarlyStopRule
-from serhpo.hpo.settings import ENGINE_NAMES, PARALLEL_ENGINES, HpoSettings
+from serhpo.hpo.settings import PARALLEL_ENGINES, HpoSettings
 from serhpo.hpo.space import SearchSpace
 from serhpo.hpo.trials_log import TrialsLog, best_trial, file_lock, write_best
 from serhpo.hpo.workers import (
     Claim,
     drop_claim,
     live_claims,
+    run_worker_processes,
     session_origin,
-    where,
     worker_slot,
     write_claim,
 )
-from serhpo.trial import EpochReporter, TrialResult, TrialStatus
+from serhpo.trial import Objective, TrialResult, TrialStatus, failed_on_error
 
 log = logging.getLogger(__name__)
-
-#: What the study runs: parameters and an epoch reporter in, a TrialResult out.
-Objective = Callable[[dict[str, Any], EpochReporter], TrialResult]
 
 
 @dataclass(frozen=True)
@@ -178,7 +173,8 @@ def run_study(
 
     Example:
         >>> from serhpo.hpo.synthetic_objective import SyntheticObjective
-        >>> outcome = run_study(space, SyntheticObjective(), HpoSettings(n_trials=5),
+        >>> settings = HpoSettings.from_config({"hpo": {"n_trials": 5}}, engine="optuna")
+        >>> outcome = run_study(space, SyntheticObjective(), settings,
         ...                     out_dir=tmp_path)  # doctest: +SKIP
         >>> len(outcome.trials)  # doctest: +SKIP
         5
@@ -227,10 +223,29 @@ def run_study(
         ran, stopped = [], f"trial budget of {settings.n_trials} reached"
         log.info("%s: %s", settings.engine, stopped)
     else:
-        _run_workers(space, objective, settings, paths, per_fold=per_fold)
+        run_worker_processes(
+            _work,
+            (space, objective, settings, paths),
+            n_workers=settings.n_workers,
+            name=f"hpo-{settings.engine}-worker",
+            per_fold=per_fold,
+        )
         before = len(finished)
         finished = TrialsLog(paths.trials, space, per_fold=per_fold).read()
         ran, stopped = [t.trial for t in finished[before:]], "every worker stopped"
+    return _finish(space, settings, paths, finished, ran=ran, stopped=stopped)
+
+
+def _finish(
+    space: SearchSpace,
+    settings: HpoSettings,
+    paths: StudyPaths,
+    finished: list[FinishedTrial],
+    *,
+    ran: list[int],
+    stopped: str,
+) -> StudyOutcome:
+    """Write best.yaml (and, multi-objective, the Pareto front) of a finished study."""
     best = write_best(paths.best, engine=settings.engine, trials=finished)
     front: list[FinishedTrial] = []
     if settings.multi_objective.enabled:
@@ -238,7 +253,7 @@ def run_study(
 
         cost = settings.multi_objective.cost
         front = write_pareto(
-            out_dir,
+            paths.out_dir,
             finished,
             space,
             title=f"{settings.engine}: validation BCA against {cost.replace('_', ' ')}",
@@ -359,17 +374,9 @@ def _work(
                 disable=settings.n_workers > 1,
             )
             while True:
-                with file_lock(paths.lock):
-                    finished = trials_log.read()
-                    running = live_claims(paths.state, finished, me=worker)
-                    spent = _budget_spent(settings, len(finished) + len(running), clock_origin)
-                    proposal = None
-                    if not spent:
-                        if shared:
-                            engine.sync(finished, running)
-                        proposal = engine.ask()
-                        if proposal is not None:
-                            write_claim(paths.state, Claim.of(worker, proposal))
+                finished, running, spent, proposal = _propose(
+                    engine, trials_log, settings, paths, worker=worker, clock_origin=clock_origin
+                )
                 if spent or proposal is None:
                     stopped = spent or (
                         "the grid is exhausted"
@@ -394,20 +401,7 @@ def _work(
                     clock_origin=clock_origin,
                     worker=worker,
                 )
-                with file_lock(paths.lock):
-                    trial = trials_log.append(trial)
-                    if paths.dashboard is not None:
-                        paths.dashboard.record(trial)
-                    engine.tell(
-                        proposal,
-                        value=None if trial.status == TrialStatus.FAILED else trial.value,
-                        status=trial.status,
-                        seconds=trial.cost(settings.multi_objective.cost),
-                    )
-                    drop_claim(paths.state, worker)
-                    everything = trials_log.read()
-                    if best_trial(everything) is not None:
-                        write_best(paths.best, engine=settings.engine, trials=everything)
+                trial = _record(trial, proposal, engine, trials_log, settings, paths, worker=worker)
                 ran.append(trial.trial)
                 progress.update(1)
                 log.info(
@@ -423,6 +417,60 @@ def _work(
     finally:
         engine.close()
     return ran, stopped
+
+
+def _propose(
+    engine: Engine,
+    trials_log: TrialsLog,
+    settings: HpoSettings,
+    paths: StudyPaths,
+    *,
+    worker: int,
+    clock_origin: float,
+) -> tuple[list[FinishedTrial], list[Claim], str | None, Proposal | None]:
+    """Under the study lock: the trials so far, the running ones, whether the budget is spent,
+    and (if not) the engine's next proposal, claimed for this worker."""
+    with file_lock(paths.lock):
+        finished = trials_log.read()
+        running = live_claims(paths.state, finished, me=worker)
+        spent = _budget_spent(settings, len(finished) + len(running), clock_origin)
+        proposal = None
+        if not spent:
+            if engine.parallel:
+                engine.sync(finished, running)
+            proposal = engine.ask()
+            if proposal is not None:
+                write_claim(paths.state, Claim.of(worker, proposal))
+    return finished, running, spent, proposal
+
+
+def _record(
+    trial: FinishedTrial,
+    proposal: Proposal,
+    engine: Engine,
+    trials_log: TrialsLog,
+    settings: HpoSettings,
+    paths: StudyPaths,
+    *,
+    worker: int,
+) -> FinishedTrial:
+    """Under the study lock: log the trial (numbered), tell the engine, drop the claim and
+    keep best.yaml up to date; return the trial with its number."""
+    with file_lock(paths.lock):
+        trial = trials_log.append(trial)
+        if paths.dashboard is not None:
+            paths.dashboard.record(trial)
+        engine.tell(
+            proposal,
+            value=None if trial.status == TrialStatus.FAILED else trial.value,
+            status=trial.status,
+            seconds=trial.cost(settings.multi_objective.cost),
+        )
+        drop_claim(paths.state, worker)
+        everything = trials_log.read()
+        if best_trial(everything) is not None:
+            write_best(paths.best, engine=settings.engine, trials=everything)
+    return trial
 
 
 def run_trial(
@@ -444,6 +492,8 @@ def run_trial(
     makes the trial failed, with the reason; a :class:`UserError` (bad input, which every
     trial would meet) and ``KeyboardInterrupt`` stop the study.
     """
+    # Over 60 lines: the reporter and the outcome below share the trial's stop state, and
+    # the stop rules read best in the order they apply.
     history: list[float] = []
     stop_reason: str | None = None
     stop_epoch = 0
@@ -475,17 +525,13 @@ def run_trial(
         return reason is not None
 
     start = time.perf_counter()
-    try:
-        result = objective(dict(proposal.params), report)
-    except UserError:
-        raise  # bad input or config: every trial would fail the same way
-    except Exception as error:  # a failed trial must not end the study
-        log.warning("trial %s raised %s: %s", proposal.params, type(error).__name__, error)
-        result = TrialResult(
-            value=math.nan,
-            status=TrialStatus.FAILED,
-            reason=f"{type(error).__name__}: {error}",
-        )
+    # A UserError (bad input or config: every trial would fail the same way) stops the study;
+    # any other error fails this trial only.
+    result = failed_on_error(
+        lambda: objective(dict(proposal.params), report),
+        what=f"trial {proposal.params}",
+        prefix="",
+    )
     seconds = time.perf_counter() - start
     if stop_reason is not None and len(history) > stop_epoch:
         log.warning(
@@ -536,313 +582,3 @@ def _outcome(result: Any, stop_reason: str | None) -> tuple[TrialStatus, str, fl
     if result.status == TrialStatus.PRUNED:
         return TrialStatus.PRUNED, result.reason or "pruned by the objective", value
     return TrialStatus.COMPLETE, result.reason, value
-
-
-def _run_workers(
-    space: SearchSpace,
-    objective: Objective,
-    settings: HpoSettings,
-    paths: StudyPaths,
-    *,
-    per_fold: bool = False,
-) -> None:
-    """Run ``n_workers`` processes on the study (each reconciles it under the lock)."""
-    # spawn, not fork: the parent may hold threads (torch, BLAS) that fork would copy broken.
-    context = multiprocessing.get_context("spawn")
-    workers = [
-        context.Process(
-            target=_worker_entry,
-            args=(space, objective, settings, paths),
-            kwargs={
-                "worker": worker,
-                "log_level": logging.getLogger().getEffectiveLevel(),
-                "per_fold": per_fold,
-            },
-            name=f"hpo-{settings.engine}-worker-{worker}",
-        )
-        for worker in range(settings.n_workers)
-    ]
-    # A scheduler stops a job with SIGTERM: take the workers down too, rather than leave them
-    # running trials that a resumed study would count as interrupted.
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if in_main_thread else None
-    try:
-        for process in workers:
-            process.start()
-        for process in workers:
-            process.join()
-    finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
-        for process in workers:
-            if process.is_alive():
-                process.terminate()
-                process.join()
-    failed = [p.name for p in workers if p.exitcode != 0]
-    if failed:
-        raise RuntimeError(
-            f"worker processes {failed} stopped with an error (see the log above); run the "
-            f"study again to resume it"
-        )
-
-
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
-
-
-def _worker_entry(
-    space: SearchSpace,
-    objective: Objective,
-    settings: HpoSettings,
-    paths: StudyPaths,
-    *,
-    worker: int,
-    log_level: int,
-    per_fold: bool = False,
-) -> None:
-    """A worker process: log like the parent, then run the shared loop."""
-    logging.basicConfig(
-        level=log_level,
-        format=f"%(asctime)s %(levelname)s %(name)s [worker {worker}]: %(message)s",
-    )
-    _work(space, objective, settings, paths, worker=worker, per_fold=per_fold)
-
-
-@dataclass
-class TrainerObjective:
-    """The trainer's objective, built once per process on its first trial (picklable).
-
-    Attributes:
-        config: the merged config.
-        split_csv: the tuning corpus' split CSV.
-        options: more keyword arguments of ``build_objective`` (``cache_dir``,
-            ``backbone_dir``; ``inner_folds`` with an outer fold).
-        outer_fold: with a split CSV holding outer folds: the study of this outer fold, whose
-            objective is the mean BCA over inner speaker folds of its training speakers
-            (:func:`serhpo.crossval.build_cv_objective`).
-    """
-
-    config: dict[str, Any]
-    split_csv: Path
-    options: dict[str, Any] = field(default_factory=dict)
-    outer_fold: int | None = None
-    _built: Objective | None = field(default=None, init=False, repr=False, compare=False)
-
-    def __call__(self, params: dict[str, Any], report: EpochReporter) -> TrialResult:
-        if self._built is None:
-            if self.outer_fold is not None:
-                from serhpo.crossval import build_cv_objective
-
-                self._built = build_cv_objective(
-                    self.config,
-                    split_csv=self.split_csv,
-                    outer_fold=self.outer_fold,
-                    **self.options,
-                )
-            else:
-                self._built = trainer_builder()(
-                    self.config, split_csv=self.split_csv, **self.options
-                )
-        return self._built(params, report)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_built": None}
-
-
-def trainer_builder() -> Callable[..., Objective]:
-    """``serhpo.training.build_objective``, or a UserError that says what to do instead."""
-    try:
-        from serhpo.training import build_objective
-    except ImportError as error:
-        raise UserError(
-            f"--objective trainer needs serhpo.training.build_objective(config, *, split_csv), "
-            f"which is not available ({error}). Install the trainer (pip install -e .), or use "
-            f"--objective synthetic to run the study on a cheap stand-in objective."
-        ) from error
-    return build_objective
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``serhpo hpo``."""
-    parser.add_argument("--engine", required=True, choices=ENGINE_NAMES, help="HPO engine")
-    add_config_arguments(parser)
-    parser.add_argument(
-        "--out", type=Path, required=True, help="study folder (rerun with it to resume)"
-    )
-    parser.add_argument(
-        "--objective",
-        choices=("trainer", "federated", "synthetic"),
-        default="trainer",
-        help="trainer: fine-tune on --split (default); federated: FedAvg with the split's "
-        "training speakers as clients (config federated:); synthetic: a cheap stand-in with a "
-        "known optimum",
-    )
-    parser.add_argument("--split", type=Path, help="split CSV of the tuning corpus (trainer)")
-    parser.add_argument("--cache-dir", type=Path, help="feature cache root (trainer)")
-    parser.add_argument("--backbone-dir", type=Path, help="the pretrained model's folder (trainer)")
-    parser.add_argument(
-        "--outer-fold",
-        type=int,
-        help="trainer: the study of this outer fold of --split's fold column (speaker "
-        "cross-validation): trials score the mean BCA over inner speaker folds of the fold's "
-        "training speakers; its held-out speakers are never read",
-    )
-    parser.add_argument(
-        "--inner-folds",
-        help="with --outer-fold: inner speaker folds, k >= 2 or loso (default: config "
-        "split.inner_folds, else 3)",
-    )
-    parser.add_argument("--n-trials", type=int, help="override hpo.n_trials")
-    parser.add_argument(
-        "--restart-on-change",
-        action="store_true",
-        help="when --out holds a study started with another engine, space, split or training "
-        "settings, move it aside and start afresh (default: refuse)",
-    )
-    parser.add_argument("--time-budget-min", type=float, help="override hpo.time_budget_min")
-    parser.add_argument("--seed", type=int, help="override seed")
-    parser.add_argument("--n-workers", type=int, help="override hpo.n_workers")
-    parser.add_argument(
-        "--worker",
-        type=int,
-        help="run as this worker (0, 1, ...) of a study that other processes or jobs work on "
-        "at the same time (optuna, random, grid), and stop when nothing of the budget is left "
-        "to start; afterwards run once without --worker to finish the study",
-    )
-    parser.add_argument(
-        "--worker-summary",
-        type=Path,
-        help="with --worker: write what this worker did (host, SLURM job, its trials) as YAML",
-    )
-    parser.add_argument(
-        "--threads", type=int, help="federated objective: CPUs the simulation may use"
-    )
-    parser.add_argument(
-        "--dashboard",
-        default="auto",
-        metavar="JOURNAL",
-        help="Optuna journal where every trial is also recorded, one study per engine, for "
-        "`optuna-dashboard JOURNAL`; auto: dashboard.journal in the folder that holds the "
-        "engine's folder (results/hpo/ for results/hpo/ax/study); none: no journal "
-        "(default: auto)",
-    )
-    parser.add_argument(
-        "--epoch-seconds",
-        type=float,
-        default=0.0,
-        help="synthetic objective: seconds slept per epoch at maxlen 80000",
-    )
-
-
-def _trial_inputs(config: Mapping[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """What a trial's score depends on besides its parameters: resume only with the same."""
-    inputs: dict[str, Any] = {"objective": args.objective, "seed": config.get("seed", 0)}
-    if args.objective == "trainer":
-        inputs["split_sha256"] = file_sha256(Path(args.split))
-        for key in ("target_labels", "backbone", "model", "training"):
-            inputs[key] = config.get(key)
-        if getattr(args, "outer_fold", None) is not None:
-            from serhpo.crossval import inner_folds_setting
-
-            inputs["outer_fold"] = args.outer_fold
-            inputs["inner_folds"] = args.inner_folds or inner_folds_setting(config)
-    if args.objective == "federated":
-        from serhpo.federated.objective import federated_section, fixed_params
-
-        inputs["split_sha256"] = file_sha256(Path(args.split))
-        inputs["target_labels"] = config.get("target_labels")
-        inputs["family"] = federated_section(config).get("backbone", "logmel")
-        inputs["fixed"] = fixed_params(config)
-    return inputs
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``serhpo hpo``; print the best trial (or, with --worker, what the worker did)."""
-    if args.worker_summary is not None and args.worker is None:
-        raise UserError("--worker-summary needs --worker (it describes one worker's run).")
-    started = time.time()
-    config = read_stage_config(args.config, args.config_json)
-    space = SearchSpace.from_config(config.get("search_space"))
-    settings = HpoSettings.from_config(config, engine=args.engine).with_overrides(
-        n_trials=args.n_trials,
-        time_budget_min=args.time_budget_min,
-        seed=args.seed,
-        n_workers=args.n_workers,
-    )
-    objective: Objective
-    if args.objective == "synthetic":
-        from serhpo.hpo.synthetic_objective import SyntheticObjective
-
-        objective = SyntheticObjective(seed=settings.seed, epoch_seconds=args.epoch_seconds)
-    elif args.objective == "federated":
-        from serhpo.federated.objective import FederatedObjective
-
-        if args.split is None or not args.split.is_file():
-            raise UserError(
-                f"--objective federated needs --split with the tuning corpus' split CSV; found "
-                f"{args.split}. Run `serhpo split` first."
-            )
-        objective = FederatedObjective(
-            config=config, split_csv=args.split, cache_dir=args.cache_dir, num_cpus=args.threads
-        )
-    else:
-        if args.split is None or not args.split.is_file():
-            raise UserError(
-                f"--objective trainer needs --split with the tuning corpus' split CSV; found "
-                f"{args.split}. Run `serhpo split` first, or pass --objective synthetic."
-            )
-        trainer_builder()  # fail now, not in the first trial
-        options = {"cache_dir": args.cache_dir, "backbone_dir": args.backbone_dir}
-        if args.outer_fold is not None:
-            from serhpo.splits import parse_folds
-
-            options["inner_folds"] = (
-                parse_folds(args.inner_folds, key="--inner-folds") if args.inner_folds else None
-            )
-            # Reports come once per inner fold (the running mean), not per epoch.
-            settings = settings.with_overrides(pruning=replace(settings.pruning, step="inner fold"))
-        objective = TrainerObjective(
-            config=config,
-            split_csv=args.split,
-            options={key: value for key, value in options.items() if value is not None},
-            outer_fold=args.outer_fold,
-        )
-    dashboard = None
-    if args.dashboard != "none":
-        journal, name = default_journal(args.out, engine=settings.engine)
-        if args.dashboard != "auto":
-            journal = Path(args.dashboard)
-        dashboard = Dashboard(journal, study=name, space=space)
-    outcome = run_study(
-        space,
-        objective,
-        settings,
-        out_dir=args.out,
-        dashboard=dashboard,
-        trial_inputs=_trial_inputs(config, args),
-        restart_on_change=args.restart_on_change,
-        worker=args.worker,
-        per_fold=args.objective == "trainer" and args.outer_fold is not None,
-    )
-    if args.worker is None:
-        print(yaml.safe_dump(outcome.best, sort_keys=False), end="")
-        return 0
-    summary = {
-        "engine": settings.engine,
-        "worker": args.worker,
-        **where(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "seconds": round(time.time() - started, 3),
-        "trials": outcome.ran,
-        "study_trials": len(outcome.trials),
-        "budget": settings.n_trials,
-        "stopped": outcome.stopped,
-    }
-    text = yaml.safe_dump(summary, sort_keys=False)
-    if args.worker_summary is not None:
-        args.worker_summary.parent.mkdir(parents=True, exist_ok=True)
-        temporary = args.worker_summary.with_name(args.worker_summary.name + ".tmp")
-        temporary.write_text(text)
-        os.replace(temporary, args.worker_summary)
-    print(text, end="")
-    return 0

@@ -20,7 +20,7 @@ re-queued), so a killed worker loses no trial and none is logged twice.
 
 The study clock (``cumulative_seconds``, ``hpo.time_budget_min``) is shared: the first worker
 of a session (no other worker alive) sets its origin after the trials already logged, the
-others join it.
+others join it. :func:`run_worker_processes` starts a job's ``hpo.n_workers`` processes.
 
 Example:
     >>> with worker_slot(Path("study/engine_state"), 1):  # doctest: +SKIP
@@ -31,10 +31,13 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import multiprocessing
 import os
+import signal
 import socket
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -249,3 +252,87 @@ def session_origin(state_dir: Path, finished: Sequence[FinishedTrial], *, me: in
     )
     os.replace(temporary, path)
     return origin
+
+
+# ---------------------------------------------------------------- worker processes
+
+
+def run_worker_processes(
+    work: Callable[..., Any],
+    args: tuple[Any, ...],
+    *,
+    n_workers: int,
+    name: str,
+    **options: Any,
+) -> None:
+    """Run ``work(*args, worker=W, **options)`` in ``n_workers`` processes and wait for them.
+
+    The processes are spawned (not forked: the parent may hold threads, torch's or BLAS's,
+    that fork would copy broken), so ``work`` and its arguments must be picklable; each
+    logs like the parent, its lines marked with its worker number. A SIGTERM to the parent
+    (how a scheduler stops a job) takes the workers down too.
+
+    Raises:
+        RuntimeError: when a worker stopped with an error (running the study again
+            resumes it).
+
+    Example:
+        >>> run_worker_processes(_work, (space, objective, settings, paths), n_workers=2,
+        ...                      name="hpo-random-worker")  # doctest: +SKIP
+    """
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(
+            target=_worker_entry,
+            args=(work, args),
+            kwargs={
+                "worker": worker,
+                "log_level": logging.getLogger().getEffectiveLevel(),
+                "options": options,
+            },
+            name=f"{name}-{worker}",
+        )
+        for worker in range(n_workers)
+    ]
+    # A scheduler stops a job with SIGTERM: take the workers down too, rather than leave them
+    # running trials that a resumed study would count as interrupted.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if in_main_thread else None
+    try:
+        for process in workers:
+            process.start()
+        for process in workers:
+            process.join()
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+        for process in workers:
+            if process.is_alive():
+                process.terminate()
+                process.join()
+    failed = [p.name for p in workers if p.exitcode != 0]
+    if failed:
+        raise RuntimeError(
+            f"worker processes {failed} stopped with an error (see the log above); run the "
+            f"study again to resume it"
+        )
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _worker_entry(
+    work: Callable[..., Any],
+    args: tuple[Any, ...],
+    *,
+    worker: int,
+    log_level: int,
+    options: dict[str, Any],
+) -> None:
+    """A worker process: log like the parent, then run ``work``."""
+    logging.basicConfig(
+        level=log_level,
+        format=f"%(asctime)s %(levelname)s %(name)s [worker {worker}]: %(message)s",
+    )
+    work(*args, worker=worker, **options)

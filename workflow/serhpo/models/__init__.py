@@ -15,10 +15,10 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+from serhpo.data import FeatureItem
 from serhpo.errors import UserError
 from serhpo.models.base import (
     TRAIN_STAGE,
-    FeatureItem,
     FrozenFeature,
     SERModel,
     check_params,

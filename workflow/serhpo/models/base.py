@@ -18,17 +18,18 @@ wav2vec2        ``finetune``         conv feature extractor (T, 512)   encoder +
 whisper         ``train``            pooled layers (L+1, 2D)          mix + Linear/sklearn
 ==============  ===================  ===============================  =====================
 
-The trainer (:mod:`serhpo.training`) asks :meth:`SERModel.stage_for_epoch` which
+The trainer (:mod:`serhpo.trainer`) asks :meth:`SERModel.stage_for_epoch` which
 stage an epoch runs, calls :meth:`SERModel.set_stage`, fetches
 ``model.frozen_feature(stage)`` from the cache for every utterance, and calls
 ``model(features, lengths, stage=stage)``.
 
 Example:
     >>> model = build_model("logmel", num_classes=7, params={"arch": "cnn"})  # doctest: +SKIP
-    >>> stage = model.stage_for_epoch(1, unfreeze=0)
-    >>> feature = model.frozen_feature(stage)          # what the cache computes once
-    >>> item = feature.compute(waveform, valid_samples=len(waveform))
-    >>> logits = model(item.values[None], torch.tensor([item.valid_frames]), stage=stage)
+    >>> stage = model.stage_for_epoch(1, unfreeze=0)  # doctest: +SKIP
+    >>> feature = model.frozen_feature(stage)  # the cache computes it once  # doctest: +SKIP
+    >>> item = feature.compute(waveform, valid_samples=len(waveform))  # doctest: +SKIP
+    >>> logits = model(item.values[None], torch.tensor([item.valid_frames]),
+    ...                stage=stage)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -39,36 +40,17 @@ import json
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from serhpo.data import FeatureItem
 from serhpo.errors import UserError
 
 #: The stage name of single-stage families (everything trainable from the first epoch).
 TRAIN_STAGE = "train"
-
-
-@dataclass(frozen=True)
-class FeatureItem:
-    """The frozen computation's output for one utterance.
-
-    Attributes:
-        values: a tensor; ``(frames, dim)`` for frame sequences (log-Mel, conv features),
-            ``(dim,)`` for utterance-level vectors (functionals, pooled encoder outputs),
-            any other shape a family's trainable part understands. Stored as float32
-            (or float16 where a family chooses to save space); the trainer converts to
-            float32.
-        valid_frames: how many leading frames along the first axis come from real
-            audio; the rest come from zero-padding (``maxlen`` with padding on) and are
-            masked by the trainable part. For vectors, ``1``.
-    """
-
-    values: torch.Tensor
-    valid_frames: int
 
 
 class FrozenFeature(ABC):
@@ -129,6 +111,23 @@ class FrozenFeature(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, fingerprint={self.fingerprint()!r})"
+
+
+class WaveformFeature(FrozenFeature):
+    """The identity: the preprocessed waveform itself, ``(num_samples,)`` float32.
+
+    For stages whose trainable part starts at the waveform (e.g. wav2vec2 with its conv
+    feature extractor fine-tuned too). Caching it saves decoding and preprocessing only.
+    """
+
+    name: ClassVar[str] = "waveform"
+    sequence: ClassVar[bool] = True
+
+    def fingerprint(self) -> str:
+        return fingerprint_of(kind="waveform", version=1)
+
+    def compute(self, waveform: torch.Tensor, *, valid_samples: int) -> FeatureItem:
+        return FeatureItem(values=waveform.detach().clone(), valid_frames=valid_samples)
 
 
 @contextlib.contextmanager

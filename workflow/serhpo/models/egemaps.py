@@ -28,9 +28,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from serhpo.data import FeatureItem
 from serhpo.models.base import (
     TRAIN_STAGE,
-    FeatureItem,
     FrozenFeature,
     SERModel,
     check_params,

@@ -27,10 +27,10 @@ import torch
 import torchaudio
 from torch import nn
 
+from serhpo.data import FeatureItem
 from serhpo.errors import UserError
 from serhpo.models.base import (
     TRAIN_STAGE,
-    FeatureItem,
     FrozenFeature,
     SERModel,
     check_params,

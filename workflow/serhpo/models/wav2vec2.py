@@ -60,11 +60,12 @@ from serhpo.backbones.speechbrain_io import (
     load_backbone,
     read_checksum,
 )
+from serhpo.data import FeatureItem
 from serhpo.errors import UserError
 from serhpo.models.base import (
-    FeatureItem,
     FrozenFeature,
     SERModel,
+    WaveformFeature,
     check_params,
     fingerprint_of,
     frame_mask,
@@ -426,9 +427,7 @@ class Wav2Vec2Classifier(SERModel):
 
     def frozen_feature(self, stage: str) -> FrozenFeature:
         if stage == FINETUNE_STAGE and not self.freeze_conv:
-            from serhpo.features import WaveformFeature  # fine-tuning starts at the waveform
-
-            return WaveformFeature()
+            return WaveformFeature()  # fine-tuning starts at the waveform
         return self._features[stage]
 
     def trainable_parameters(self, stage: str) -> list[nn.Parameter]:

@@ -68,10 +68,10 @@ from serhpo.backbones.whisper import (
     run_layers,
     shared_whisper_encoder,
 )
+from serhpo.data import FeatureItem
 from serhpo.errors import UserError
 from serhpo.models.base import (
     TRAIN_STAGE,
-    FeatureItem,
     FrozenFeature,
     SERModel,
     check_params,

@@ -5,7 +5,7 @@ Every reader checks its file against the contract of the stage that wrote it and
 
 Example:
     >>> study = read_study(Path("results/hpo/optuna/trials.csv"))  # doctest: +SKIP
-    >>> study.engine, len(study.trials)
+    >>> study.engine, len(study.trials)  # doctest: +SKIP
     ('optuna', 15)
 """
 
@@ -21,15 +21,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from serhpo.errors import UserError
 from serhpo.hpo.settings import ENGINE_NAMES
 from serhpo.hpo.space import DEFAULT_SEARCH_SPACE
-from serhpo.trial import TrialStatus
+from serhpo.hpo.study_files import read_best, read_trials_table
 
-#: Columns every trials.csv must have (the HPO stage also writes trial_seconds, reason, history).
-REQUIRED_TRIAL_COLUMNS: tuple[str, ...] = ("trial", "value", "cumulative_seconds", "status")
 #: Prefix of the parameter columns of trials.csv.
 PARAM_PREFIX = "param_"
 #: The model name of the backbone's own head, evaluated without tuning (Table 6's zero-shot row).
@@ -162,76 +159,6 @@ class Study:
         return [c[len(PARAM_PREFIX) :] for c in self.trials.columns if c.startswith(PARAM_PREFIX)]
 
 
-def read_trials(path: Path) -> pd.DataFrame:
-    """Read and check one study's trials.csv.
-
-    Raises:
-        UserError: a required column is missing, a number is not a number, a status is unknown
-            or a trial number repeats.
-
-    Example:
-        >>> trials = read_trials(Path("results/hpo/ax/trials.csv"))  # doctest: +SKIP
-        >>> trials["status"].unique().tolist()
-        ['complete', 'failed']
-    """
-    try:
-        trials = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        raise UserError(
-            f"{path}: cannot be read as CSV ({error}); rerun the hpo rule that writes it."
-        ) from error
-    missing = [c for c in REQUIRED_TRIAL_COLUMNS if c not in trials.columns]
-    if missing:
-        raise UserError(
-            f"{path}: columns {missing} are missing (found {list(trials.columns)}); expected at "
-            f"least {list(REQUIRED_TRIAL_COLUMNS)} as written by `serhpo hpo`. Rerun that study."
-        )
-    for column in ("trial", "value", "cumulative_seconds", "trial_seconds"):
-        if column not in trials.columns:
-            continue
-        try:
-            trials[column] = pd.to_numeric(trials[column]).astype(float)
-        except (ValueError, TypeError) as error:
-            raise UserError(
-                f"{path}: column {column!r} holds a value that is not a number ({error}); "
-                "expected numbers (empty for a failed trial's value)."
-            ) from error
-    if trials["trial"].isna().any():
-        raise UserError(f"{path}: a row has no trial number; expected an integer in every row.")
-    trials["trial"] = trials["trial"].astype(int)
-    duplicated = trials["trial"][trials["trial"].duplicated()].tolist()
-    if duplicated:
-        raise UserError(
-            f"{path}: trial number(s) {duplicated} appear more than once; expected one row per "
-            "trial. Remove the duplicate rows or rerun the study."
-        )
-    trials["status"] = trials["status"].astype(str).str.strip().str.lower()
-    allowed = [s.value for s in TrialStatus]
-    unknown = sorted(set(trials["status"]) - set(allowed))
-    if unknown:
-        raise UserError(f"{path}: status {unknown} found; expected one of {allowed}.")
-    return trials
-
-
-def read_best(path: Path) -> dict[str, Any] | None:
-    """Read a study's best.yaml, or return None when it does not exist.
-
-    Example:
-        >>> read_best(Path("no/such/best.yaml")) is None
-        True
-    """
-    if not path.is_file():
-        return None
-    with open(path) as stream:
-        best = yaml.safe_load(stream)
-    if not isinstance(best, Mapping) or "trial" not in best:
-        raise UserError(
-            f"{path}: found {best!r}; expected a mapping with keys engine, trial, params, value, "
-            "metric as written by `serhpo hpo`."
-        )
-    return dict(best)
-
-
 def read_study(trials_path: Path) -> Study:
     """Read ``results/hpo/{engine}/trials.csv`` and the best.yaml beside it.
 
@@ -247,8 +174,8 @@ def read_study(trials_path: Path) -> Study:
         )
     return Study(
         engine=engine,
-        trials=read_trials(trials_path),
-        best=read_best(trials_path.with_name("best.yaml")),
+        trials=read_trials_table(trials_path),
+        best=read_best(trials_path.with_name("best.yaml"), missing_ok=True),
         path=trials_path,
     )
 

@@ -1,0 +1,69 @@
+"""A study's files read without its engines: best.yaml and trials.csv as a table."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from serhpo.errors import UserError
+from serhpo.hpo.engine import FinishedTrial
+from serhpo.hpo.study_files import read_best, read_trials_table
+from serhpo.hpo.trials_log import write_best
+from serhpo.trial import TrialStatus
+
+
+def _trials_csv(path: Path, **columns: list) -> Path:
+    base = {
+        "trial": [1, 2],
+        "param_lr": [1e-5, 1e-4],
+        "value": [0.5, None],
+        "cumulative_seconds": [10.0, 20.0],
+        "status": ["complete", "failed"],
+    }
+    base.update(columns)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({k: v for k, v in base.items() if v is not None}).to_csv(path, index=False)
+    return path
+
+
+def test_trials_are_read_with_numbers_and_lower_case_status(tmp_path):
+    path = _trials_csv(tmp_path / "t.csv", status=["Complete", " FAILED"])
+    trials = read_trials_table(path)
+    assert trials["status"].tolist() == ["complete", "failed"]
+    assert trials["trial"].dtype.kind == "i"
+    assert math.isnan(trials["value"].iloc[1])
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        ({"cumulative_seconds": None}, "cumulative_seconds"),
+        ({"status": ["complete", "crashed"]}, "crashed"),
+        ({"trial": [3, 3]}, "more than once"),
+        ({"value": [0.5, "high"]}, "not a number"),
+    ],
+)
+def test_broken_trials_are_refused_with_what_was_found(tmp_path, columns, message):
+    path = _trials_csv(tmp_path / "t.csv", **columns)
+    with pytest.raises(UserError, match=message):
+        read_trials_table(path)
+
+
+def test_the_best_yaml_write_best_writes_is_read_back_and_a_broken_one_is_named(tmp_path):
+    path = tmp_path / "best.yaml"
+    done = FinishedTrial(0, {"lr": 1e-4}, 0.6, TrialStatus.COMPLETE, cumulative_seconds=3.0)
+    written = write_best(path, engine="grid", trials=[done])
+    assert read_best(path) == written
+    assert read_best(tmp_path / "none.yaml", missing_ok=True) is None
+    with pytest.raises(UserError, match="Run the fl_hpo rule first"):
+        read_best(tmp_path / "none.yaml", rule="fl_hpo")
+    path.write_text("engine: [grid\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        read_best(path)
+    path.write_text(yaml.safe_dump({"engine": "grid", "params": {}}))
+    with pytest.raises(UserError, match=r"lacks \['trial', 'value', 'metric'\]"):
+        read_best(path)
