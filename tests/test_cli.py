@@ -104,3 +104,22 @@ def test_top_level_help_is_plain_text_ending_with_examples_and_the_readme(
     commands = [line.strip() for line in examples.splitlines() if line.startswith("  serhpo ")]
     assert len(commands) == 2, examples
     assert "README.md" in out.strip().split("\n\n")[-1]  # the last paragraph points to it
+
+
+def test_stages_that_score_no_audio_import_no_deep_learning_library() -> None:
+    """Each job is a new process: torch & co. cost seconds of start-up where nothing uses them."""
+    import subprocess
+    import sys
+
+    light = ["check-config", "download", "synthesize", "export-table", "prepare", "split", "hpo",
+             "cv-pool", "fl-evaluate", "fl-report", "report"]  # fmt: skip
+    heavy = ["torch", "speechbrain", "transformers", "ray", "flwr", "ax", "ctranslate2"]
+    code = (
+        "import importlib, sys\n"
+        "from serhpo.cli import STAGES\n"
+        f"for stage in {light!r}: importlib.import_module(STAGES[stage][0])\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"

@@ -379,3 +379,38 @@ def test_non_finite_logits_are_refused_not_scored(setup, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"the model {model_dir} produced non-finite scores" in err
     assert "utterances of emodb" in err and "Retrain it" in err
+
+
+def test_one_call_scores_every_corpus_as_separate_calls_do(setup, tmp_path):
+    """The workflow's evaluate job: one model, several corpora, one JSON each, loaded once."""
+
+    def evaluate_cli(*args: str) -> int:
+        return cli.main(
+            ["evaluate", "--model-dir", str(setup["model"]), "--config", str(setup["config"]),
+             "--bootstrap", "50", "--cache-dir", str(tmp_path / "features"), *args]
+        )  # fmt: skip
+
+    together = [tmp_path / "together" / f"{name}.json" for name in ("emodb", "other")]
+    status = evaluate_cli(
+        "--split", str(setup["split"]), str(setup["other"]), "--corpus", "emodb", "other",
+        "--role", "tune", "zero_shot", "--out", *map(str, together),
+    )  # fmt: skip
+    assert status == 0
+    splits = (setup["split"], setup["other"])
+    for split, corpus, out in zip(splits, ("emodb", "other"), together, strict=True):
+        alone = tmp_path / "alone" / f"{corpus}.json"
+        assert evaluate_cli("--split", str(split), "--corpus", corpus, "--out", str(alone)) == 0
+        first, second = json.loads(out.read_text()), json.loads(alone.read_text())
+        check_consistent(first)
+        assert (first["corpus"], first["part"]) == (corpus, "test" if corpus == "emodb" else "all")
+        # Equal but for the cache counts: the second call reads what the first computed.
+        assert {**first, "features": None} == {**second, "features": None}
+
+
+def test_a_value_missing_for_one_of_several_corpora_is_a_user_error(setup, tmp_path, capsys):
+    status = cli.main(
+        ["evaluate", "--model-dir", str(setup["model"]), "--config", str(setup["config"]),
+         "--split", str(setup["split"]), str(setup["other"]), "--out", str(tmp_path / "a.json")]
+    )  # fmt: skip
+    assert status == 2 and not (tmp_path / "a.json").exists()
+    assert "--out has 1 value(s) for 2 --split CSV(s)" in capsys.readouterr().err

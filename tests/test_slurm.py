@@ -357,7 +357,8 @@ def test_every_job_of_the_dag_ran_as_a_slurm_job(runs: Runs) -> None:
     rules = {rule for rule, _ in jobs}
     assert rules == {
         "synthesize_corpus", "prepare_corpus", "split_corpus", "build_tiny_backbone",
-        "cache_features", "hpo_worker", "hpo", "retrain_final", "evaluate", "report",
+        "cache_features", "hpo_worker", "hpo", "retrain_final", "evaluate",
+        "evaluate_pretrained", "report",
     }  # fmt: skip
     assert len({job for _, job in jobs}) == len(jobs)
     assert len(jobs) == int(re.search(r"^total\s+(\d+)", runs.output, re.MULTILINE)[1]) - 1
@@ -379,6 +380,7 @@ def test_each_slurm_job_got_its_rules_threads_and_memory(runs: Runs, cluster: Cl
         "hpo": (1, 8000),
         "retrain_final": (2, 8000),
         "evaluate": (2, 6000),
+        "evaluate_pretrained": (2, 6000),
     }
     for rule, job in submitted(runs.output):
         if rule not in expected:

@@ -87,6 +87,42 @@ def test_nothing_reruns_when_nothing_changed(built_demo: Path, snakemake_tools) 
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
+def report_rule_levels(dot: str) -> dict[str, set[int]]:
+    """Each rule's levels in the job DAG (``snakemake --dag``), as the report draws them.
+
+    The report's rule graph keeps one job per rule per level of the DAG's topological layering
+    (a job's level: one above its deepest input's), so a rule whose jobs sit on two levels is
+    drawn twice.
+    """
+    rule = {int(m[1]): m[2] for m in re.finditer(r'^\s*(\d+)\[label = "(\w+)', dot, re.M)}
+    inputs: dict[int, set[int]] = {node: set() for node in rule}
+    for source, target in re.findall(r"^\s*(\d+) -> (\d+)", dot, re.M):
+        inputs[int(target)].add(int(source))
+    level: dict[int, int] = {}
+
+    def level_of(node: int) -> int:
+        if node not in level:
+            level[node] = 1 + max((level_of(i) for i in inputs[node]), default=-1)
+        return level[node]
+
+    levels: dict[str, set[int]] = {}
+    for node, name in rule.items():
+        levels.setdefault(name, set()).add(level_of(node))
+    return levels
+
+
+def test_the_report_draws_every_rule_of_the_demo_once(tmp_path: Path, snakemake_tools) -> None:
+    workdir = snakemake_tools.copy(tmp_path)
+    result = snakemake_tools.run(workdir, "--dag")
+    assert result.returncode == 0, result.stderr[-3000:]
+    levels = report_rule_levels(result.stdout)
+    assert {"evaluate", "evaluate_pretrained", "retrain_final", "fl_hpo"} <= set(levels)
+    assert {rule: sorted(found) for rule, found in levels.items() if len(found) > 1} == {}
+    # One evaluate job per model (every corpus in it), after the model's retraining.
+    assert len(re.findall(r'label = "evaluate[\\"]', result.stdout)) == 5
+    assert min(levels["evaluate"]) > min(levels["retrain_final"])
+
+
 def test_a_bad_config_key_stops_before_any_work(tmp_path: Path, snakemake_tools) -> None:
     workdir = snakemake_tools.copy(tmp_path)
     result = snakemake_tools.run(workdir, configs=[{"split": {"strategy": "random"}}])

@@ -12,7 +12,8 @@ from serhpo.corpora.synthetic import synthesize_corpus
 from serhpo.data import load_split
 from serhpo.errors import UserError
 from serhpo.features import FeatureCache
-from serhpo.federated.simulation import fit_federated
+from serhpo.federated import simulation
+from serhpo.federated.simulation import fit_federated, shutdown_simulation
 from serhpo.trainer import TrainingData, fit
 from serhpo.trial import TrialStatus
 
@@ -114,3 +115,17 @@ def test_families_with_a_pretrained_encoder_are_refused(data) -> None:
     other = TrainingData(split=data.split, cache=data.cache, backbone="tiny_wav2vec2")
     with pytest.raises(UserError, match="federated.backbone"):
         fit_federated(FEDERATED, other, seed=0)
+
+
+@SLOW
+def test_ray_and_its_clients_start_once_and_serve_later_runs_unchanged(data, federated) -> None:
+    import ray
+
+    # The module's first run (the fixture) started Ray and the client actors; this one reuses
+    # them and replays the first rounds of that fresh run exactly.
+    pool = simulation._KEPT["pool"]
+    kept = fit_federated({**FEDERATED, "rounds": 2}, data, seed=0).result
+    assert simulation._KEPT["pool"] is pool and len(pool.pool) == pool.num_actors >= 1
+    assert kept.history == federated.result.history[:2]
+    shutdown_simulation()
+    assert not ray.is_initialized() and not simulation._KEPT

@@ -152,13 +152,6 @@ def cache_root(summary):
     return str(Path(summary).parent.parent)
 
 
-def evaluated_model(wildcards):
-    """A final model's folder; the pretrained row reads the backbone instead."""
-    if wildcards.model == "pretrained":
-        return []
-    return rules.retrain_final.output.model.format(engine=wildcards.model)
-
-
 def cache_settings():
     """What cache_features reads, as JSON: the preprocessing facts the studies read too."""
     return as_json(cache_config(config))

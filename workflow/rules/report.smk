@@ -12,7 +12,7 @@ rule report:
     input:
         trials=expand(rules.hpo.output.trials, engine=ENGINES),
         best=expand(rules.hpo.output.best, engine=ENGINES),
-        evals=expand(rules.evaluate.output.scores, model=MODELS, corpus=CORPORA),
+        evals=expand("results/eval/{model}/{corpus}.json", model=MODELS, corpus=CORPORA),
         cv=expand(rules.cv_pool.output.pooled, engine=ENGINES) if CV else [],
         per_speaker=(
             expand(rules.cv_pool.output.per_speaker, engine=ENGINES) if CV else []

@@ -36,10 +36,15 @@ holds exactly the keys the report reads, plus ``notes``::
   ``balanced_accuracy_score``, the mean recall over the classes present in that
   resample's truth.
 
+One call scores a model on several corpora (``--split``, ``--corpus``, ``--role`` and ``--out``
+once per corpus, in the same order): the model, torch and the backbone load once, which is
+most of a small evaluation's time. The workflow runs one such job per model.
+
 Example:
     $ serhpo evaluate --model-dir results/final/optuna/model --model-name optuna \\
-        --split results/splits/ravdess.csv --corpus ravdess --role zero_shot \\
-        --protocol speaker --out results/eval/optuna/ravdess.json
+        --split results/splits/emodb.csv results/splits/ravdess.csv --corpus emodb ravdess \\
+        --role tune zero_shot --protocol speaker \\
+        --out results/eval/optuna/emodb.json results/eval/optuna/ravdess.json
 """
 
 from __future__ import annotations
@@ -51,25 +56,21 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import soundfile
-import torch
-from tqdm import tqdm
 
 from serhpo.config import add_config_arguments, read_stage_config
-from serhpo.data import PARTS, Utterance, load_split
 from serhpo.errors import UserError
-from serhpo.features import FeatureCache
-from serhpo.final import (
-    FinalModel,
-    load_final_model,
-    pretrained_final_model,
-)
 from serhpo.metrics import classification_scores
-from serhpo.normalisation import check_mode, normalise_items
+
+if TYPE_CHECKING:  # torch and the models load where a model is scored: cv-pool needs neither
+    import torch
+
+    from serhpo.data import Utterance
+    from serhpo.features import FeatureCache
+    from serhpo.final import FinalModel
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +264,8 @@ def evaluation_labels(
 
 def _labels_per_part(split_csv: Path) -> dict[str, set[str]]:
     """The labels of each part's labelled rows (reads the CSV's text, never the audio)."""
+    from serhpo.data import PARTS
+
     if not Path(split_csv).is_file():
         raise UserError(
             f"split CSV {split_csv} does not exist; expected the output of `serhpo split`. "
@@ -301,6 +304,8 @@ def model_normalise(final: FinalModel) -> str:
         >>> model_normalise(final)  # doctest: +SKIP
         'speaker'
     """
+    from serhpo.normalisation import check_mode
+
     training = final.metadata.get("training") or {}
     return check_mode(str(training.get("normalise") or "none"))
 
@@ -341,6 +346,12 @@ def corpus_logits(
         >>> corpus_logits(final, utterances, cache=cache).shape  # doctest: +SKIP
         torch.Size([120, 7])
     """
+    import soundfile
+    import torch
+    from tqdm import tqdm
+
+    from serhpo.normalisation import normalise_items
+
     chunk = len(utterances) if normalise != "none" else max(64, batch_size)
     feature = final.model.frozen_feature(final.model.stage)
     outputs = []
@@ -422,6 +433,11 @@ def evaluate(
         >>> result["part"], result["label_set"], result["chance"]  # doctest: +SKIP
         ('all', 'shared', 0.16666666666666666)
     """
+    import torch
+
+    from serhpo.data import load_split
+    from serhpo.normalisation import check_mode
+
     if role not in ROLES:
         raise UserError(
             f"corpus role {role!r}; expected one of {list(ROLES)} (corpora.<name>.role)."
@@ -590,15 +606,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="BACKBONE_DIR",
         help="evaluate this backbone folder's own IEMOCAP head, untuned (model 'pretrained')",
     )
-    parser.add_argument("--split", type=Path, required=True, help="the corpus' split CSV")
-    parser.add_argument("--out", type=Path, required=True, help="evaluation JSON to write")
+    parser.add_argument(
+        "--split",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="the corpus' split CSV; several: one evaluation each, the model loaded once",
+    )
+    parser.add_argument(
+        "--out", type=Path, nargs="+", required=True, help="evaluation JSON to write, per --split"
+    )
     parser.add_argument(
         "--model-name",
         help="model name in the JSON (default: the model folder's engine, or 'pretrained')",
     )
-    parser.add_argument("--corpus", help="corpus name (default: the split CSV's corpus column)")
     parser.add_argument(
-        "--role", choices=ROLES, help="tune: score the test part; zero_shot: all (default: config)"
+        "--corpus",
+        nargs="+",
+        help="corpus name, per --split (default: the split CSV's corpus column)",
+    )
+    parser.add_argument(
+        "--role",
+        nargs="+",
+        choices=ROLES,
+        help="per --split: tune scores the test part, zero_shot all of it (default: config)",
     )
     parser.add_argument(
         "--protocol", choices=PROTOCOLS, help="the split protocol (default: config split.strategy)"
@@ -632,10 +663,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _one_per_split(values: Sequence[Any] | None, option: str, splits: Sequence[Path]) -> list:
+    """``values`` given per ``--split`` (``None`` each when not given)."""
+    if values is None:
+        return [None] * len(splits)
+    if len(values) != len(splits):
+        raise UserError(
+            f"{option} has {len(values)} value(s) for {len(splits)} --split CSV(s); expected one "
+            f"per split, in the same order. Give {option} once per --split (or leave it out)."
+        )
+    return list(values)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run ``serhpo evaluate``: score one model on one corpus, write the JSON."""
+    """Run ``serhpo evaluate``: score one model on each corpus given, write one JSON each.
+
+    The model is loaded once and the corpora are scored in turn, sharing its feature cache.
+    """
     config = read_stage_config(args.config, args.config_json)
-    split_csv: Path = args.split
+    splits: list[Path] = list(args.split)
+    outs = _one_per_split(args.out, "--out", splits)
+    corpora = _one_per_split(args.corpus, "--corpus", splits)
+    roles = _one_per_split(args.role, "--role", splits)
+    roles = [
+        role if role is not None else _config_role(config, corpus or split_csv.stem)
+        for split_csv, corpus, role in zip(splits, corpora, roles, strict=True)
+    ]
+    from serhpo.features import FeatureCache
+    from serhpo.final import load_final_model, pretrained_final_model
+
     if args.pretrained is not None:
         final = pretrained_final_model(args.pretrained, maxlen=args.maxlen)
         model_name = args.model_name or PRETRAINED
@@ -644,17 +700,6 @@ def run(args: argparse.Namespace) -> int:
         model_name = args.model_name or final.metadata.get("engine") or args.model_dir.parent.name
     if args.threads is not None:
         final.threads = args.threads
-    corpus = args.corpus
-    role = args.role
-    if role is None:
-        corpus_name = corpus or split_csv.stem
-        entry = (config.get("corpora") or {}).get(corpus_name)
-        if not entry:
-            raise UserError(
-                f"no --role given and config has no corpora.{corpus_name} entry; pass --role "
-                "tune (score the test part) or --role zero_shot (score every utterance)."
-            )
-        role = entry.get("role", "zero_shot")
     protocol = args.protocol or (config.get("split") or {}).get("strategy", "stratified")
     evaluation_config = config.get("evaluation") or {}
     resamples = args.bootstrap
@@ -670,22 +715,39 @@ def run(args: argparse.Namespace) -> int:
         if str(cache_dir).lower() == "none"
         else FeatureCache(cache_dir, backbone=final.cache_name, memory_bytes=0, progress=True)
     )
-    result = evaluate(
-        final,
-        split_csv=split_csv,
-        model_name=model_name,
-        role=role,
-        protocol=protocol,
-        corpus=corpus,
-        target_labels=config.get("target_labels") or (),
-        resamples=resamples,
-        seed=seed,
-        batch_size=args.batch_size,
-        cache=cache,
-        zero_shot_labels=zero_shot_labels,
-        audio=config.get("audio"),
-    )
-    write_evaluation(result, args.out)
+    for split_csv, corpus, role, out in zip(splits, corpora, roles, outs, strict=True):
+        result = evaluate(
+            final,
+            split_csv=split_csv,
+            model_name=model_name,
+            role=role,
+            protocol=protocol,
+            corpus=corpus,
+            target_labels=config.get("target_labels") or (),
+            resamples=resamples,
+            seed=seed,
+            batch_size=args.batch_size,
+            cache=cache,
+            zero_shot_labels=zero_shot_labels,
+            audio=config.get("audio"),
+        )
+        write_evaluation(result, out)
+        _log_result(model_name, result)
+    return 0
+
+
+def _config_role(config: Mapping[str, Any], corpus: str) -> str:
+    """A corpus' role from the config, for a call without ``--role``."""
+    entry = (config.get("corpora") or {}).get(corpus)
+    if not entry:
+        raise UserError(
+            f"no --role given and config has no corpora.{corpus} entry; pass --role "
+            "tune (score the test part) or --role zero_shot (score every utterance)."
+        )
+    return entry.get("role", "zero_shot")
+
+
+def _log_result(model_name: str, result: Mapping[str, Any]) -> None:
     low, high = result["bca_ci95"]
     log.info(
         "%s on %s (%s, n=%d, %s labels, chance %.3f): BCA %.3f [%.3f, %.3f], accuracy %.3f, "
@@ -704,4 +766,3 @@ def run(args: argparse.Namespace) -> int:
         result["features"]["read"],
         result["features"]["computed"],
     )
-    return 0

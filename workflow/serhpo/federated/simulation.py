@@ -13,6 +13,11 @@ One run (:func:`fit_federated`):
    averages the weights by the clients' utterance counts, then scores the global model on
    the validation speakers (balanced class accuracy, BCA).
 
+Ray and its client actors start once per process, at the first run, and serve every later
+run with the same resources (a study's trials, fl-evaluate's retrainings): starting them
+costs seconds, often more than a small run's training. Each run still gets fresh client state
+(its own shard file, model and seeds). :func:`shutdown_simulation` stops them (also at exit).
+
 The run's cost is the clients' training CPU seconds, summed: what the federation spends on
 devices, without the simulation's own overhead (starting Ray, shipping weights). Its wall
 seconds are reported too. A run whose clients diverge (NaN loss) or fail stops and is a
@@ -31,14 +36,17 @@ Example:
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import logging
 import math
 import os
 import random
+import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,6 +144,84 @@ class FederatedOutcome:
     model: SERModel
     settings: FederatedSettings
     scores: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- Ray, kept between runs
+
+#: The Ray session this process keeps between runs: the backend config it was started with
+#: (``"key"``) and the pool of client actors (``"pool"``).
+_KEPT: dict[str, Any] = {}
+
+
+def _kept_ray_backend() -> type:
+    """Flower's Ray backend, changed to start Ray and its actors once and keep them.
+
+    Flower's simulation builds a backend per run, which starts Ray, creates the client actors
+    and, when the run ends, kills them and shuts Ray down. This one reuses the process' Ray
+    and actor pool when the backend config is the same, and leaves them running at the end of
+    the run. A client actor keeps nothing of a run: every message carries the ``ClientApp``,
+    and the clients load their run's shard file and seed themselves per message.
+    """
+    import ray
+    from flwr.server.superlink.fleet.vce.backend.raybackend import RayBackend
+
+    class KeptRayBackend(RayBackend):
+        def init_ray(self, backend_config: Any) -> None:
+            key = json.dumps(backend_config, sort_keys=True, default=str)
+            pool = _KEPT.get("pool")
+            if (
+                _KEPT.get("key") != key
+                or not ray.is_initialized()
+                or (pool is not None and len(pool.pool) != pool.num_actors)  # one lost
+            ):
+                shutdown_simulation()
+            super().init_ray(backend_config)
+            _KEPT["key"] = key
+
+        def build(self, app_fn: Any) -> None:
+            if _KEPT.get("pool") is None:
+                super().build(app_fn)
+                _KEPT["pool"] = self.pool
+            else:
+                self.pool = _KEPT["pool"]
+                self.app_fn = app_fn
+
+        def terminate(self) -> None:
+            """Leave Ray and the actors to the next run (:func:`shutdown_simulation`)."""
+
+    return KeptRayBackend
+
+
+@contextlib.contextmanager
+def _ray_kept() -> Iterator[None]:
+    """Within: Flower's simulation uses :func:`_kept_ray_backend`'s backend."""
+    from flwr.server.superlink.fleet.vce.backend import raybackend
+
+    original = raybackend.RayBackend
+    raybackend.RayBackend = _kept_ray_backend()  # vce_api imports it per run, from here
+    try:
+        yield
+    finally:
+        raybackend.RayBackend = original
+
+
+def shutdown_simulation() -> None:
+    """Stop the client actors and Ray kept from earlier runs (nothing when none were kept).
+
+    Example:
+        >>> shutdown_simulation()  # the next fit_federated starts Ray afresh
+    """
+    pool = _KEPT.pop("pool", None)
+    _KEPT.pop("key", None)
+    if pool is not None:
+        with contextlib.suppress(Exception):  # an actor already gone
+            pool.terminate_all_actors()
+    ray = sys.modules.get("ray")  # imported by an earlier run, or there is nothing to stop
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
+atexit.register(shutdown_simulation)
 
 
 # ---------------------------------------------------------------- the clients
@@ -541,12 +627,16 @@ def fit_federated(
         flower_log.setLevel(logging.ERROR)
         pythonpath = os.environ.get("PYTHONPATH")  # Flower rewrites it for its Ray workers
         try:
-            run_simulation(
-                server_app=server,
-                client_app=client_app,
-                num_supernodes=len(shards),
-                backend_config=(resources or SimulationResources()).backend_config(),
-            )
+            with _ray_kept():
+                run_simulation(
+                    server_app=server,
+                    client_app=client_app,
+                    num_supernodes=len(shards),
+                    backend_config=(resources or SimulationResources()).backend_config(),
+                )
+        except BaseException:
+            shutdown_simulation()  # a run that broke off: the next one starts afresh
+            raise
         finally:
             flower_log.setLevel(previous_level)
             if pythonpath is None:
@@ -554,6 +644,7 @@ def fit_federated(
             else:
                 os.environ["PYTHONPATH"] = pythonpath
     if run.error is not None:
+        shutdown_simulation()  # the server broke off: the next run starts afresh
         if isinstance(run.error, UserError):
             raise run.error
         raise RuntimeError(f"the federated simulation failed: {run.error}") from run.error
