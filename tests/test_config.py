@@ -308,6 +308,7 @@ def test_the_defaults_code_keeps_of_its_own_are_the_schemas() -> None:
     from serhpo.cvpool import pool_predictions, speaker_bootstrap_scores
     from serhpo.evaluation import DEFAULT_RESAMPLES
     from serhpo.federated.evaluate import select_configurations
+    from serhpo.federated.simulation import SimulationResources
 
     assert schema_default("evaluation.bootstrap") == DEFAULT_RESAMPLES
     for function in (pool_predictions, speaker_bootstrap_scores):
@@ -320,6 +321,8 @@ def test_the_defaults_code_keeps_of_its_own_are_the_schemas() -> None:
     assert dataclasses.asdict(Loudness()) == audio["loudness"]
     assert AudioChecks(silence_dbfs=-60.0).min_duration_s == audio["min_duration_s"]
     assert inspect.signature(select_configurations).parameters["margin"].default is None
+    simulation = complete_config({})["federated"]["simulation"]
+    assert dataclasses.asdict(SimulationResources()) == simulation
 
 
 def test_settings_fill_a_partial_config_and_convert_what_engines_hand_over() -> None:

@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from serhpo.config import add_config_arguments, read_stage_config
+from serhpo.config import add_config_arguments, read_stage_config, schema_default, schema_node
 from serhpo.errors import UserError
 from serhpo.metrics import classification_scores
 
@@ -297,19 +297,6 @@ def shared_labels(
     return [label for label in labels if label in model_labels and label in truth_labels]
 
 
-def model_normalise(final: FinalModel) -> str:
-    """The ``normalise`` mode of a model's training config (``none`` when it has none).
-
-    Example:
-        >>> model_normalise(final)  # doctest: +SKIP
-        'speaker'
-    """
-    from serhpo.normalisation import check_mode
-
-    training = final.metadata.get("training") or {}
-    return check_mode(str(training.get("normalise") or "none"))
-
-
 def describe_loudness(audio: Mapping[str, Any] | None) -> str:
     """The level normalisation of preparation in words (config ``audio.loudness``).
 
@@ -320,7 +307,8 @@ def describe_loudness(audio: Mapping[str, Any] | None) -> str:
     loudness = (audio or {}).get("loudness") or {}
     if not loudness.get("enabled"):
         return "off"
-    target, peak = loudness.get("target_lufs", -23), loudness.get("peak_dbfs", -1)
+    target = loudness.get("target_lufs", schema_default("audio.loudness.target_lufs"))
+    peak = loudness.get("peak_dbfs", schema_default("audio.loudness.peak_dbfs"))
     return f"{target:g} LUFS (peak limit {peak:g} dBFS)"
 
 
@@ -451,7 +439,7 @@ def evaluate(
             f"evaluation.zero_shot_labels is {zero_shot_labels!r}; expected one of "
             f"{list(LABEL_SETS)}."
         )
-    normalise = check_mode(normalise) if normalise is not None else model_normalise(final)
+    normalise = check_mode(normalise if normalise is not None else final.normalise)
     labels_per_part = _labels_per_part(split_csv)
     if role == "tune" and "test" not in labels_per_part:
         raise UserError(
@@ -638,7 +626,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bootstrap",
         type=int,
-        help=f"bootstrap resamples for bca_ci95 (default: config, else {DEFAULT_RESAMPLES})",
+        help="bootstrap resamples for bca_ci95 (default: config evaluation.bootstrap)",
     )
     parser.add_argument("--seed", type=int, help="bootstrap seed (default: config seed)")
     parser.add_argument("--batch-size", type=int, default=8, help="utterances per forward pass")
@@ -700,16 +688,12 @@ def run(args: argparse.Namespace) -> int:
         model_name = args.model_name or final.metadata.get("engine") or args.model_dir.parent.name
     if args.threads is not None:
         final.threads = args.threads
-    protocol = args.protocol or (config.get("split") or {}).get("strategy", "stratified")
-    evaluation_config = config.get("evaluation") or {}
-    resamples = args.bootstrap
-    if resamples is None:
-        resamples = int(evaluation_config.get("bootstrap", DEFAULT_RESAMPLES))
-    seed = args.seed if args.seed is not None else int(config.get("seed", 0))
-    zero_shot_labels = args.zero_shot_labels or evaluation_config.get("zero_shot_labels", "shared")
-    cache_dir = args.cache_dir
-    if cache_dir is None:
-        cache_dir = Path((config.get("features") or {}).get("cache_dir", "results/features"))
+    # config is complete (read_stage_config fills the schema's defaults): options override it.
+    protocol = args.protocol or config["split"]["strategy"]
+    resamples = args.bootstrap if args.bootstrap is not None else config["evaluation"]["bootstrap"]
+    seed = args.seed if args.seed is not None else config["seed"]
+    zero_shot_labels = args.zero_shot_labels or config["evaluation"]["zero_shot_labels"]
+    cache_dir = args.cache_dir if args.cache_dir is not None else config["features"]["cache_dir"]
     cache = (
         None
         if str(cache_dir).lower() == "none"
@@ -723,17 +707,22 @@ def run(args: argparse.Namespace) -> int:
             role=role,
             protocol=protocol,
             corpus=corpus,
-            target_labels=config.get("target_labels") or (),
+            target_labels=config["target_labels"],
             resamples=resamples,
             seed=seed,
             batch_size=args.batch_size,
             cache=cache,
             zero_shot_labels=zero_shot_labels,
-            audio=config.get("audio"),
+            audio=config["audio"],
         )
         write_evaluation(result, out)
         _log_result(model_name, result)
     return 0
+
+
+def _corpus_role_default() -> str:
+    """The schema's default ``role`` of a corpus entry (corpora' entries share one schema)."""
+    return schema_node("corpora")["additionalProperties"]["properties"]["role"]["default"]
 
 
 def _config_role(config: Mapping[str, Any], corpus: str) -> str:
@@ -744,7 +733,7 @@ def _config_role(config: Mapping[str, Any], corpus: str) -> str:
             f"no --role given and config has no corpora.{corpus} entry; pass --role "
             "tune (score the test part) or --role zero_shot (score every utterance)."
         )
-    return entry.get("role", "zero_shot")
+    return entry.get("role", _corpus_role_default())
 
 
 def _log_result(model_name: str, result: Mapping[str, Any]) -> None:
