@@ -141,3 +141,23 @@ def trainer_split_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trainer_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One feature cache for the trainer's tests: features are computed once for all."""
     return tmp_path_factory.mktemp("features")
+
+
+@pytest.fixture
+def write_trials_csv():
+    """Write a small trials.csv (two trials, one failed); keyword columns replace or drop (None)."""
+
+    def write(path: Path, **columns: list) -> Path:
+        base = {
+            "trial": [1, 2],
+            "param_lr": [1e-5, 1e-4],
+            "value": [0.5, None],
+            "cumulative_seconds": [10.0, 20.0],
+            "status": ["complete", "failed"],
+        }
+        base.update(columns)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({k: v for k, v in base.items() if v is not None}).to_csv(path, index=False)
+        return path
+
+    return write

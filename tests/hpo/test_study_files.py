@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 
@@ -16,22 +14,8 @@ from serhpo.hpo.trials_log import write_best
 from serhpo.trial import TrialStatus
 
 
-def _trials_csv(path: Path, **columns: list) -> Path:
-    base = {
-        "trial": [1, 2],
-        "param_lr": [1e-5, 1e-4],
-        "value": [0.5, None],
-        "cumulative_seconds": [10.0, 20.0],
-        "status": ["complete", "failed"],
-    }
-    base.update(columns)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({k: v for k, v in base.items() if v is not None}).to_csv(path, index=False)
-    return path
-
-
-def test_trials_are_read_with_numbers_and_lower_case_status(tmp_path):
-    path = _trials_csv(tmp_path / "t.csv", status=["Complete", " FAILED"])
+def test_trials_are_read_with_numbers_and_lower_case_status(tmp_path, write_trials_csv):
+    path = write_trials_csv(tmp_path / "t.csv", status=["Complete", " FAILED"])
     trials = read_trials_table(path)
     assert trials["status"].tolist() == ["complete", "failed"]
     assert trials["trial"].dtype.kind == "i"
@@ -47,8 +31,10 @@ def test_trials_are_read_with_numbers_and_lower_case_status(tmp_path):
         ({"value": [0.5, "high"]}, "not a number"),
     ],
 )
-def test_broken_trials_are_refused_with_what_was_found(tmp_path, columns, message):
-    path = _trials_csv(tmp_path / "t.csv", **columns)
+def test_broken_trials_are_refused_with_what_was_found(
+    tmp_path, write_trials_csv, columns, message
+):
+    path = write_trials_csv(tmp_path / "t.csv", **columns)
     with pytest.raises(UserError, match=message):
         read_trials_table(path)
 

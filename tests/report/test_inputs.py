@@ -6,26 +6,11 @@ import json
 import math
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 
 from serhpo.errors import UserError
 from serhpo.report.inputs import ReportSettings, read_evaluation, read_study
-
-
-def _trials_csv(path: Path, **columns: list) -> Path:
-    base = {
-        "trial": [1, 2],
-        "param_lr": [1e-5, 1e-4],
-        "value": [0.5, None],
-        "cumulative_seconds": [10.0, 20.0],
-        "status": ["complete", "failed"],
-    }
-    base.update(columns)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({k: v for k, v in base.items() if v is not None}).to_csv(path, index=False)
-    return path
 
 
 def test_settings_default_to_the_paper_when_config_is_silent():
@@ -79,11 +64,13 @@ def test_settings_reject_bad_values_naming_the_key(config, key):
         ReportSettings.from_config(config)
 
 
-def test_a_study_is_named_by_its_folder_and_reads_best_yaml_when_present(tmp_path):
-    with_best = _trials_csv(tmp_path / "hpo" / "optuna" / "trials.csv")
+def test_a_study_is_named_by_its_folder_and_reads_best_yaml_when_present(
+    tmp_path, write_trials_csv
+):
+    with_best = write_trials_csv(tmp_path / "hpo" / "optuna" / "trials.csv")
     best = {"engine": "optuna", "trial": 1, "params": {"lr": 1e-5}, "value": 0.5, "metric": "bca"}
     (with_best.parent / "best.yaml").write_text(yaml.safe_dump(best))
-    without = _trials_csv(tmp_path / "hpo" / "grid" / "trials.csv")
+    without = write_trials_csv(tmp_path / "hpo" / "grid" / "trials.csv")
     assert read_study(with_best).engine == "optuna"
     assert read_study(with_best).best == best
     assert read_study(without).best is None
