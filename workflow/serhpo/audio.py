@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from serhpo.config import schema_default
+from serhpo.schema import schema_default
 
 #: soxr's "very high quality" preset: linear phase, passband to 95 % of Nyquist.
 RESAMPLE_QUALITY = "VHQ"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -29,54 +28,19 @@ import jsonschema
 import yaml
 
 from serhpo.errors import UserError
+from serhpo.schema import (  # noqa: F401  # re-exported: the config API in one place
+    SCHEMA_PATH,
+    _shipped_schema,
+    load_schema,
+    schema_default,
+    schema_node,
+)
 
 if TYPE_CHECKING:  # the settings classes import torch and numpy; this module stays light
     from serhpo.federated.settings import FederatedSettings
     from serhpo.hpo.settings import HpoSettings
     from serhpo.hpo.space import SearchSpace
     from serhpo.training import TrainingConfig
-
-#: The schema shipped with the workflow.
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
-
-
-def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
-    """Read the config schema."""
-    with open(path) as stream:
-        return yaml.safe_load(stream)
-
-
-@functools.cache
-def _shipped_schema() -> dict[str, Any]:
-    return load_schema()
-
-
-def schema_node(key: str) -> dict[str, Any]:
-    """The shipped schema's entry for a dotted config key (a copy).
-
-    Example:
-        >>> schema_node("training.maxlen")["minimum"]
-        400
-    """
-    node: Any = _shipped_schema()
-    for part in key.split("."):
-        properties = node.get("properties", {})
-        if part not in properties:
-            raise KeyError(f"the schema has no key {key!r} (no {part!r})")
-        node = properties[part]
-    return copy.deepcopy(node)
-
-
-def schema_default(key: str) -> Any:
-    """The shipped schema's default of a dotted config key: the one place defaults live.
-
-    Example:
-        >>> schema_default("training.lr")
-        0.0001
-        >>> sorted(schema_default("search_space"))
-        ['epochs', 'lr', 'maxlen', 'unfreeze']
-    """
-    return schema_node(key)["default"]
 
 
 def _types(node: Mapping[str, Any]) -> set[str]:

@@ -34,11 +34,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from serhpo.audio import AudioChecks, AudioRejected, Loudness, prepare_waveform, write_wav
-from serhpo.config import schema_default
 from serhpo.corpora import CorpusFormat, Listing, get_format
 from serhpo.corpora.base import LISTING_COLUMNS
 from serhpo.errors import UserError
 from serhpo.labels import resolve_label_map
+from serhpo.schema import schema_default
 
 log = logging.getLogger(__name__)
 
