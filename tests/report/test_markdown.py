@@ -128,7 +128,7 @@ def test_table6_names_the_label_set_chance_and_normalisation_of_each_score(tmp_p
     assert (row["label_set"], row["chance"], row["bca_unrestricted"]) == ("shared", 1 / 6, 0.25)
     document = zero_shot_markdown(table)
     assert (
-        "ravdess, ax: shared labels anger disgust fear happiness sadness neutral "
-        "(chance 0.167; all outputs: 0.250)" in document
+        "- ravdess: shared labels anger disgust fear happiness sadness neutral "
+        "(chance 0.167) for ax (all outputs: 0.250)." in document
     )
     assert "ax: speaker" in document and "-23 LUFS (peak limit -1 dBFS)" in document

@@ -196,24 +196,30 @@ def label_set_notes(ours: pd.DataFrame) -> list[str]:
 
     Example:
         >>> label_set_notes(table[table["source"] == "this run"])  # doctest: +SKIP
-        ['Label sets and chance: ravdess, ax: shared labels anger fear ... (chance 0.167) ...']
+        ['Label sets and chance. ...', 'ravdess: shared labels anger ... (chance 0.167) for ax ...']
     """
     if ours.empty or "label_set" not in ours.columns:
         return []
-    cells = []
-    for _, row in ours.iterrows():
-        scope = (
-            f"shared labels {row['labels']} (chance {row['chance']:.3f}; all outputs: "
-            f"{_bca(row['bca_unrestricted'])})"
-            if row["label_set"] == "shared"
-            else f"all labels (chance {row['chance']:.3f})"
-        )
-        cells.append(f"{row['corpus']}, {row['model']}: {scope}")
     notes = [
         "Label sets and chance. A zero-shot score is on the labels the corpus and the model "
         "share by default (the argmax over those outputs only; evaluation.zero_shot_labels), "
-        "with the unrestricted BCA beside it: " + "; ".join(cells) + "."
+        "with the unrestricted BCA over all the model's outputs beside it."
     ]
+    # One note per corpus, the models that share a label set together: a list, not a paragraph.
+    for corpus, rows in ours.groupby("corpus", sort=False):
+        scopes: dict[str, list[str]] = {}
+        for _, row in rows.iterrows():
+            if row["label_set"] == "shared":
+                scope = f"shared labels {row['labels']} (chance {row['chance']:.3f})"
+                model = f"{row['model']} (all outputs: {_bca(row['bca_unrestricted'])})"
+            else:
+                scope, model = f"all labels (chance {row['chance']:.3f})", str(row["model"])
+            scopes.setdefault(scope, []).append(model)
+        notes.append(
+            f"{corpus}: "
+            + "; ".join(f"{scope} for {', '.join(models)}" for scope, models in scopes.items())
+            + "."
+        )
     modes = {f"{r['model']}: {r['normalise']}" for _, r in ours.iterrows()}
     notes.append(
         "Feature standardisation (each scored corpus with its own statistics, no labels): "
