@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from serhpo.config import settings
+from serhpo.config import complete_config
 from serhpo.data import SplitData, load_split
 from serhpo.features import FeatureCache
 from serhpo.trainer import TrainingData, train_and_evaluate
@@ -48,11 +48,13 @@ def family_settings(
         >>> family_settings({"backbone": {"name": "egemaps"}})
         ('egemaps', PosixPath('results/features'), None)
     """
-    typed = settings(config)
+    completed = complete_config(config)
+    if backbone_dir is None and completed["backbone"]["dir"]:
+        backbone_dir = Path(completed["backbone"]["dir"])
     return (
-        typed.backbone,
-        Path(cache_dir) if cache_dir is not None else typed.paths.cache_dir,
-        backbone_dir if backbone_dir is not None else typed.paths.backbone_dir,
+        completed["backbone"]["name"],
+        Path(cache_dir if cache_dir is not None else completed["features"]["cache_dir"]),
+        backbone_dir,
     )
 
 
@@ -63,7 +65,7 @@ def config_seed(config: Mapping[str, Any]) -> int:
         >>> config_seed({"seed": 7})
         7
     """
-    return settings(config).seed
+    return complete_config(config)["seed"]
 
 
 def trial_params(
@@ -221,14 +223,12 @@ class _SingleSplit:
     """Train on the split's train part and score its valid part: one trial."""
 
     def __init__(self, config: Mapping[str, Any], data: TrainingData) -> None:
-        self.config, self.data = config, data
+        # Read once when the study loads, not on every trial.
+        self.config, self.data, self.seed = config, data, config_seed(config)
 
     def __call__(self, params: dict[str, Any], report: EpochReporter) -> TrialResult:
         return train_and_evaluate(
-            trial_params(self.config, params),
-            self.data,
-            report=report,
-            seed=config_seed(self.config),
+            trial_params(self.config, params), self.data, report=report, seed=self.seed
         )
 
 

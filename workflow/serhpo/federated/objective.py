@@ -110,16 +110,18 @@ class _FederatedTrials:
         cache_dir: Path | None,
         num_cpus: int | None,
     ) -> None:
-        self.config, self.num_cpus = config, num_cpus
         self.data = federated_data(config, split_csv=split_csv, cache_dir=cache_dir)
+        # Read once when the study loads, not on every trial.
+        self.fixed, self.seed = fixed_params(config), config_seed(config)
+        self.resources = simulation_resources(config, num_cpus=num_cpus)
 
     def __call__(self, params: dict[str, Any], report: EpochReporter) -> TrialResult:
         from serhpo.federated.simulation import fit_federated
 
         return fit_federated(
-            {**fixed_params(self.config), **params},
+            {**self.fixed, **params},
             self.data,
             report=report,
-            seed=config_seed(self.config),
-            resources=simulation_resources(self.config, num_cpus=self.num_cpus),
+            seed=self.seed,
+            resources=self.resources,
         ).result
